@@ -1,0 +1,126 @@
+/**
+ * RFC 9457 problem+json errors with stable codes. Handlers throw ApiError; one onError turns it, a
+ * database error or anything unexpected into a response that never echoes internal text.
+ */
+import type { Context } from "hono";
+import { z } from "@hono/zod-openapi";
+
+/** One invalid field of a request. */
+export interface FieldError {
+  path: string;
+  message: string;
+  code: string;
+}
+
+/** A failure to report to the caller as problem+json. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly errors?: FieldError[],
+    readonly headers?: Record<string, string>,
+  ) {
+    super(message);
+  }
+}
+
+export const problemSchema = z.object({
+  type: z.string(),
+  title: z.string(),
+  status: z.number().int(),
+  code: z.string(),
+  detail: z.string(),
+  request_id: z.string().optional(),
+  errors: z.array(z.object({ path: z.string(), message: z.string(), code: z.string() })).optional(),
+}).openapi("Problem");
+
+const TITLES: Record<number, string> = {
+  400: "Bad Request",
+  401: "Unauthorized",
+  403: "Forbidden",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  409: "Conflict",
+  413: "Content Too Large",
+  415: "Unsupported Media Type",
+  422: "Unprocessable Content",
+  429: "Too Many Requests",
+  500: "Internal Server Error",
+  503: "Service Unavailable",
+};
+
+/** Builds the problem+json response for an ApiError. */
+export function problemResponse(c: Context, error: ApiError): Response {
+  const requestId = c.get("requestId") as string | undefined;
+  const body = {
+    type: `https://lead-platform.dev/problems/${error.code.replaceAll("_", "-")}`,
+    title: TITLES[error.status] ?? "Error",
+    status: error.status,
+    code: error.code,
+    detail: error.message,
+    request_id: requestId,
+    ...(error.errors ? { errors: error.errors } : {}),
+  };
+  const headers = new Headers({ "content-type": "application/problem+json", ...error.headers });
+  if (requestId) headers.set("x-request-id", requestId);
+  return new Response(JSON.stringify(body), { status: error.status, headers });
+}
+
+/** Converts zod issues into field errors ("body.email", "query.limit"). */
+export function fieldErrors(issues: z.core.$ZodIssue[], prefix: string): FieldError[] {
+  return issues.flatMap((issue) => {
+    const base = [prefix, ...issue.path.map(String)].filter(Boolean).join(".");
+    if (issue.code === "unrecognized_keys") {
+      return issue.keys.map((key) => ({
+        path: base ? `${base}.${key}` : key,
+        message: `Unknown field "${key}"`,
+        code: "unknown_field",
+      }));
+    }
+    return [{ path: base, message: issue.message, code: issue.code }];
+  });
+}
+
+/** Postgres error codes that mean the request, not the server, was at fault. */
+const DB_ERRORS: Record<string, [number, string]> = {
+  "42501": [403, "forbidden"], // insufficient_privilege, including row-level security refusals
+  "23505": [409, "conflict"], // unique_violation
+  "23503": [422, "invalid_reference"], // foreign_key_violation
+  "23514": [422, "constraint_violation"], // check_violation
+  "23502": [422, "missing_value"], // not_null_violation
+  "22P02": [422, "invalid_value"], // invalid_text_representation (a malformed uuid, say)
+  "22001": [422, "value_too_long"], // string_data_right_truncation
+  "P0002": [404, "not_found"], // no_data_found
+};
+
+/**
+ * Maps a postgres.js error raised by a constraint, trigger or policy to an ApiError, or returns undefined
+ * for errors that are the server's fault. Only messages we raise ourselves (P0001-style `raise exception`
+ * with an errcode) are shown; constraint texts are replaced by a generic sentence.
+ */
+export function apiErrorFromDb(error: unknown): ApiError | undefined {
+  if (!(error instanceof Error) || !("code" in error)) return undefined;
+  const code = String((error as { code: unknown }).code);
+  const mapped = DB_ERRORS[code];
+  if (!mapped) return undefined;
+  const [status, apiCode] = mapped;
+  const dbError = error as Error & { constraint_name?: string; where?: string; routine?: string };
+  // Messages from our own `raise exception` are written for users; PL/pgSQL raises carry routine exec_stmt_raise.
+  const ownMessage = dbError.routine === "exec_stmt_raise";
+  const generic: Record<string, string> = {
+    forbidden: "You are not allowed to do this",
+    conflict: "A record with the same unique value already exists",
+    invalid_reference: "A referenced record does not exist",
+    constraint_violation: "A value is not allowed",
+    missing_value: "A required value is missing",
+    invalid_value: "A value has the wrong format",
+    value_too_long: "A value is too long",
+    not_found: "Not found",
+  };
+  const detail = ownMessage ? dbError.message : generic[apiCode];
+  const errors = dbError.constraint_name
+    ? [{ path: dbError.constraint_name, message: detail, code: apiCode }]
+    : undefined;
+  return new ApiError(status, apiCode, detail, errors);
+}

@@ -1,0 +1,216 @@
+/**
+ * HTTP plumbing shared by every function: the app factory with its middleware (request id, JSON logs,
+ * CORS, body limits, content types, per-IP rate limit) and the single error handler.
+ */
+import { OpenAPIHono, type z } from "@hono/zod-openapi";
+import type { Context, MiddlewareHandler } from "hono";
+import { cors } from "hono/cors";
+import { HTTPException } from "hono/http-exception";
+import type { Caller } from "./auth.ts";
+import type { Config } from "./config.ts";
+import type { Sql } from "./db.ts";
+import { ApiError, apiErrorFromDb, fieldErrors, problemResponse } from "./errors.ts";
+
+/** What every function needs: settings and the database. */
+export interface Deps {
+  config: Config;
+  sql: Sql;
+}
+
+/** Context variables set by the middleware below. */
+export interface AppEnv {
+  Variables: {
+    requestId: string;
+    caller: Caller;
+    deps: Deps;
+  };
+}
+
+/** Writes one JSON line per event; the request id ties a request's lines together. */
+export function log(level: "info" | "warn" | "error", message: string, fields: Record<string, unknown> = {}) {
+  const line = JSON.stringify({ time: new Date().toISOString(), level, message, ...fields });
+  if (level === "error") console.error(line);
+  else console.log(line);
+}
+
+/** The client address: the first X-Forwarded-For hop, which Supabase's edge and the local stack set. */
+export function clientIp(c: Context): string {
+  return c.req.header("x-forwarded-for")?.split(",")[0].trim() || c.req.header("x-real-ip") || "unknown";
+}
+
+/** Sets RateLimit headers and throws 429 with Retry-After when the bucket is exhausted. */
+export function applyRateLimit(
+  c: Context,
+  limit: number,
+  hit: { allowed: boolean; remaining: number; reset_seconds: number },
+) {
+  c.header("ratelimit-limit", String(limit));
+  c.header("ratelimit-remaining", String(hit.remaining));
+  c.header("ratelimit-reset", String(hit.reset_seconds));
+  if (!hit.allowed) {
+    throw new ApiError(429, "rate_limited", "Too many requests; retry later", undefined, {
+      "retry-after": String(hit.reset_seconds),
+      "ratelimit-limit": String(limit),
+      "ratelimit-remaining": "0",
+      "ratelimit-reset": String(hit.reset_seconds),
+    });
+  }
+}
+
+/** Counts a hit per client IP before any other work, shared across instances through the database. */
+export function ipRateLimit(deps: Deps): MiddlewareHandler<AppEnv> {
+  const { config, sql } = deps;
+  return async (c, next) => {
+    if (c.req.method === "OPTIONS") return await next();
+    const [hit] = await sql`
+      select * from app.rate_limit_hit(${"ip:" + clientIp(c)}, ${config.rate_limit.per_ip},
+                                       ${config.rate_limit.window_seconds})`;
+    applyRateLimit(c, config.rate_limit.per_ip, hit as never);
+    await next();
+  };
+}
+
+/** Turns a failed zod validation of any request part into a 422 listing each bad field. */
+export const validationHook = (
+  result: { success: boolean; target?: string; error?: { issues: z.core.$ZodIssue[] } },
+) => {
+  if (!result.success) {
+    const target = result.target === "json" ? "body" : result.target ?? "body";
+    throw new ApiError(
+      422,
+      "validation_failed",
+      "The request has invalid fields",
+      fieldErrors(result.error!.issues, target),
+    );
+  }
+};
+
+const BODY_METHODS = new Set(["POST", "PUT", "PATCH"]);
+
+/**
+ * Creates a function's app under its Supabase base path ("/api" is served as /functions/v1/api) with the
+ * common middleware and problem+json errors for everything that goes wrong.
+ */
+export function createRouter(basePath: string, config: Config): OpenAPIHono<AppEnv> {
+  const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook }).basePath(
+    basePath,
+  ) as unknown as OpenAPIHono<AppEnv>;
+
+  app.use("*", async (c, next) => {
+    const requestId = c.req.header("x-request-id")?.slice(0, 100) || crypto.randomUUID();
+    c.set("requestId", requestId);
+    const started = performance.now();
+    await next();
+    c.header("x-request-id", requestId);
+    const caller = c.get("caller");
+    log(c.res.status >= 500 ? "error" : "info", "request", {
+      request_id: requestId,
+      method: c.req.method,
+      path: c.req.path,
+      status: c.res.status,
+      latency_ms: Math.round((performance.now() - started) * 100) / 100,
+      user_id: caller?.userId,
+      client_id: caller?.clientId,
+    });
+  });
+
+  app.use(
+    "*",
+    cors({
+      origin: config.server.cors_origins.includes("*") ? "*" : config.server.cors_origins,
+      allowHeaders: [
+        "authorization",
+        "content-type",
+        "x-client-info",
+        "apikey",
+        "x-request-id",
+        "idempotency-key",
+      ],
+      allowMethods: ["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
+      exposeHeaders: [
+        "x-request-id",
+        "retry-after",
+        "ratelimit-limit",
+        "ratelimit-remaining",
+        "ratelimit-reset",
+      ],
+      maxAge: 600,
+    }),
+  );
+
+  // Checked before the body is read: a wrong content type or an oversized body never reaches a handler.
+  app.use("*", async (c, next) => {
+    if (!BODY_METHODS.has(c.req.method)) return await next();
+    const length = Number(c.req.header("content-length") ?? "0");
+    if (length > config.server.max_body_bytes) {
+      throw new ApiError(
+        413,
+        "payload_too_large",
+        `The request body exceeds ${config.server.max_body_bytes} bytes`,
+      );
+    }
+    const hasBody = length > 0 || c.req.header("transfer-encoding") !== undefined;
+    const type = c.req.header("content-type") ?? "";
+    if (hasBody && !/^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i.test(type)) {
+      throw new ApiError(415, "unsupported_media_type", "Send the request body as application/json");
+    }
+    if (length === 0 && c.req.header("transfer-encoding") !== undefined) {
+      // Chunked bodies have no declared length; read with a cap so they cannot exceed the limit either.
+      const body = await c.req.raw.clone().arrayBuffer();
+      if (body.byteLength > config.server.max_body_bytes) {
+        throw new ApiError(
+          413,
+          "payload_too_large",
+          `The request body exceeds ${config.server.max_body_bytes} bytes`,
+        );
+      }
+    }
+    await next();
+  });
+
+  app.notFound((c) =>
+    problemResponse(c, new ApiError(404, "route_not_found", `No route for ${c.req.method} ${c.req.path}`))
+  );
+
+  app.onError((error, c) => {
+    if (error instanceof ApiError) return problemResponse(c, error);
+    if (error instanceof HTTPException) {
+      // Hono's JSON validator raises 400 for a body that is not JSON at all.
+      const code = error.status === 400 ? "malformed_json" : "bad_request";
+      const detail = error.status === 400 ? "The request body is not valid JSON" : error.message;
+      return problemResponse(c, new ApiError(error.status, code, detail));
+    }
+    const mapped = apiErrorFromDb(error);
+    if (mapped) return problemResponse(c, mapped);
+    log("error", "unhandled error", {
+      request_id: c.get("requestId"),
+      error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+      stack: error instanceof Error ? error.stack : undefined,
+    });
+    return problemResponse(c, new ApiError(500, "internal_error", "Something went wrong on our side"));
+  });
+
+  return app;
+}
+
+/** Encodes a keyset-pagination position as an opaque URL-safe cursor. */
+export function encodeCursor(position: unknown[]): string {
+  return btoa(JSON.stringify(position)).replaceAll("+", "-").replaceAll("/", "_").replaceAll("=", "");
+}
+
+/** Decodes a cursor made by encodeCursor; a tampered cursor is a 422, not a 500. */
+export function decodeCursor(cursor: string, length: number): string[] {
+  try {
+    const position = JSON.parse(atob(cursor.replaceAll("-", "+").replaceAll("_", "/")));
+    if (
+      Array.isArray(position) && position.length === length && position.every((v) => typeof v === "string")
+    ) {
+      return position;
+    }
+  } catch {
+    // Falls through to the error below.
+  }
+  throw new ApiError(422, "validation_failed", "The cursor is invalid", [
+    { path: "query.cursor", message: "Use the next_cursor value of a previous page", code: "invalid_cursor" },
+  ]);
+}

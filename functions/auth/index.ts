@@ -1,0 +1,9 @@
+/** Serves the auth function alone, as Supabase deploys it. */
+import { loadConfig } from "../_shared/config.ts";
+import { connectDatabase } from "../_shared/db.ts";
+import { createAuthApp } from "./app.ts";
+
+if (import.meta.main) {
+  const config = loadConfig();
+  Deno.serve(createAuthApp({ config, sql: connectDatabase(config) }).fetch);
+}

@@ -1,0 +1,45 @@
+/**
+ * The local stack's router: serves every edge function under Supabase's URL layout
+ * (/functions/v1/<name>/...) from one process, as Supabase's own edge runtime does with its main function.
+ */
+import { createApiApp } from "../api/app.ts";
+import { createAuthApp } from "../auth/app.ts";
+import type { Deps } from "../_shared/http.ts";
+
+type Handler = (request: Request) => Response | Promise<Response>;
+
+/** Routes /functions/v1/<name>/... to each function's app, with /docs and /openapi.json as shortcuts. */
+export function createLocalStack(
+  deps: Deps,
+): (request: Request, info?: Deno.ServeHandlerInfo) => Promise<Response> {
+  const functions: Record<string, Handler> = {
+    api: createApiApp(deps).fetch,
+    auth: createAuthApp(deps).fetch,
+  };
+  return async (request, info) => {
+    const url = new URL(request.url);
+    if (url.pathname === "/docs") return Response.redirect(new URL("/functions/v1/api/docs", url), 302);
+    if (url.pathname === "/openapi.json") url.pathname = "/functions/v1/api/openapi.json";
+    const match = url.pathname.match(/^\/functions\/v1\/([a-z0-9-]+)(\/.*)?$/);
+    const handler = match ? functions[match[1]] : undefined;
+    if (!match || !handler) {
+      return Response.json(
+        {
+          type: "https://lead-platform.dev/problems/function-not-found",
+          title: "Not Found",
+          status: 404,
+          code: "function_not_found",
+          detail: `No function serves ${url.pathname}; functions: ${Object.keys(functions).join(", ")}`,
+        },
+        { status: 404, headers: { "content-type": "application/problem+json" } },
+      );
+    }
+    // Supabase strips /functions/v1 before a function sees the path, and sets the client address.
+    url.pathname = `/${match[1]}${match[2] ?? ""}`;
+    const headers = new Headers(request.headers);
+    if (info && info.remoteAddr.transport === "tcp") headers.set("x-forwarded-for", info.remoteAddr.hostname);
+    return await handler(
+      new Request(url, { method: request.method, headers, body: request.body, redirect: "manual" }),
+    );
+  };
+}

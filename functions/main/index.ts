@@ -1,0 +1,60 @@
+/**
+ * `deno task dev`: the whole platform on one machine. Uses DATABASE_URL, or starts the embedded
+ * PostgreSQL under .data/; migrates and seeds the demo data; serves every function on PORT (8000).
+ */
+import { SignJWT } from "jose";
+import { startEmbeddedPostgres } from "../../scripts/embedded_postgres.ts";
+import { migrate } from "../../scripts/migrate.ts";
+import { loadConfig } from "../_shared/config.ts";
+import { connectDatabase } from "../_shared/db.ts";
+import { log } from "../_shared/http.ts";
+import { createLocalStack } from "./app.ts";
+
+if (import.meta.main) {
+  const config = loadConfig();
+  let url = config.database.url;
+  let embedded: Awaited<ReturnType<typeof startEmbeddedPostgres>> | undefined;
+  if (!url) {
+    embedded = await startEmbeddedPostgres({
+      dataDir: config.database.embedded_data_dir,
+      port: config.database.embedded_port,
+    });
+    url = embedded.url;
+    log("info", "embedded PostgreSQL started", { port: embedded.port, data_dir: embedded.dataDir });
+  }
+  await migrate(url, { seed: config.env !== "production", quiet: true });
+  const sql = connectDatabase(config, url);
+  // The anon key is what supabase-js sends before anyone logs in: a JWT with role anon.
+  const anonKey = await new SignJWT({ role: "anon", iss: "supabase" })
+    .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+    .setIssuedAt()
+    .setExpirationTime("10y")
+    .sign(new TextEncoder().encode(config.secrets.jwt_secret));
+
+  const server = Deno.serve({
+    port: config.server.port,
+    hostname: "0.0.0.0",
+    onListen: ({ port }) => {
+      const base = `http://localhost:${port}`;
+      console.log([
+        "",
+        `Lead Automation Platform is running at ${base}/functions/v1/<function>`,
+        `  health   ${base}/functions/v1/api/health`,
+        `  docs     ${base}/docs`,
+        `  anon key ${anonKey}`,
+        `  demo logins (password "demo-password"): admin@demo.test (platform admin), owner@acme.test,`,
+        `    manager@acme.test, agent@acme.test, owner@globex.test`,
+        "",
+      ].join("\n"));
+    },
+  }, createLocalStack({ config, sql }));
+
+  const shutdown = async () => {
+    await server.shutdown();
+    await sql.end({ timeout: 5 });
+    await embedded?.stop();
+    Deno.exit(0);
+  };
+  Deno.addSignalListener("SIGINT", shutdown);
+  Deno.addSignalListener("SIGTERM", shutdown);
+}
