@@ -26,8 +26,12 @@ export interface AppEnv {
   };
 }
 
-/** Writes one JSON line per event; the request id ties a request's lines together. */
-export function log(level: "info" | "warn" | "error", message: string, fields: Record<string, unknown> = {}) {
+const LEVELS = { info: 0, warn: 1, error: 2 } as const;
+const minimumLevel = LEVELS[(Deno.env.get("LOG_LEVEL") ?? "info") as keyof typeof LEVELS] ?? 0;
+
+/** Writes one JSON line per event (from LOG_LEVEL up); the request id ties a request's lines together. */
+export function log(level: keyof typeof LEVELS, message: string, fields: Record<string, unknown> = {}) {
+  if (LEVELS[level] < minimumLevel) return;
   const line = JSON.stringify({ time: new Date().toISOString(), level, message, ...fields });
   if (level === "error") console.error(line);
   else console.log(line);

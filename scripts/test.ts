@@ -1,0 +1,90 @@
+/**
+ * `deno task test`: runs every test against a fresh database and prints "N passed, N failed" last.
+ * The server is DATABASE_URL's when set, else 127.0.0.1:5432 when one answers, else the embedded
+ * PostgreSQL (so a machine with no database still runs everything). The database is dropped afterwards.
+ *
+ *   deno task test                     # everything
+ *   deno task test tests/e2e/auth_test.ts   # some files
+ */
+import postgres from "postgres";
+import { startEmbeddedPostgres } from "./embedded_postgres.ts";
+import { migrate } from "./migrate.ts";
+
+const LOCAL_SERVER = "postgres://postgres@127.0.0.1:5432/postgres";
+
+async function reachable(url: string): Promise<boolean> {
+  const sql = postgres(url, { max: 1, connect_timeout: 3, onnotice: () => {} });
+  try {
+    await sql`select 1`;
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
+}
+
+/** The maintenance-database URL of the server to test on, and a stop function for an embedded one. */
+async function findServer(): Promise<{ adminUrl: string; stop?: () => Promise<void> }> {
+  const configured = Deno.env.get("DATABASE_URL");
+  if (configured) return { adminUrl: configured };
+  if (await reachable(LOCAL_SERVER)) return { adminUrl: LOCAL_SERVER };
+  console.log("No PostgreSQL server on 127.0.0.1:5432; starting the embedded one");
+  const embedded = await startEmbeddedPostgres({ dataDir: ".data/test-postgres", port: 54329 });
+  return { adminUrl: embedded.url, stop: () => embedded.stop() };
+}
+
+function withDatabase(url: string, database: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${database}`;
+  return parsed.toString();
+}
+
+/** Runs deno test, echoing its output, and returns the exit code with the passed/failed counts. */
+async function runDenoTest(args: string[], env: Record<string, string>) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["test", "-A", "--parallel", ...args],
+    env,
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  let tail = "";
+  const decoder = new TextDecoder();
+  for await (const chunk of child.stdout) {
+    await Deno.stdout.write(chunk);
+    tail = (tail + decoder.decode(chunk, { stream: true })).slice(-4000);
+  }
+  const { code } = await child.status;
+  // deno test ends with "ok | 12 passed (3 steps) | 0 failed (…)" or "FAILED | 10 passed | 2 failed".
+  const plain = tail.replace(/\x1b\[[0-9;]*m/g, "");
+  const summary = [...plain.matchAll(/(\d+) passed(?: \((\d+) steps?\))? \| (\d+) failed(?: \((\d+) steps?\))?/g)].pop();
+  const passed = summary ? Number(summary[1]) + Number(summary[2] ?? 0) : 0;
+  const failed = summary ? Number(summary[3]) + Number(summary[4] ?? 0) : code === 0 ? 0 : 1;
+  return { code, passed, failed };
+}
+
+if (import.meta.main) {
+  const server = await findServer();
+  const database = `lap_test_${Date.now()}_${Deno.pid}`;
+  const admin = postgres(server.adminUrl, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`create database ${database}`);
+  const url = withDatabase(server.adminUrl, database);
+  let result = { code: 1, passed: 0, failed: 1 };
+  try {
+    await migrate(url, { quiet: true });
+    const args = Deno.args.length ? Deno.args : ["tests/"];
+    result = await runDenoTest(args, {
+      ...Deno.env.toObject(),
+      APP_ENV: "test",
+      LOG_LEVEL: Deno.env.get("LOG_LEVEL") ?? "error",
+      TEST_DATABASE_URL: url,
+      TEST_ADMIN_DATABASE_URL: server.adminUrl,
+    });
+  } finally {
+    await admin.unsafe(`drop database if exists ${database} with (force)`);
+    await admin.end();
+    await server.stop?.();
+  }
+  console.log(`${result.passed} passed, ${result.failed} failed`);
+  Deno.exit(result.code);
+}

@@ -1,0 +1,171 @@
+/**
+ * Test helpers: the test database, a served local stack, fixtures created with the database's own rights,
+ * and HTTP helpers. Every fixture gets a unique id so test files can run in parallel on one database.
+ */
+import postgres from "postgres";
+import { loadConfig } from "../functions/_shared/config.ts";
+import { type Claims, createDb, type Sql } from "../functions/_shared/db.ts";
+import { createLocalStack } from "../functions/main/app.ts";
+
+/** The database `deno task test` created and migrated for this run. */
+export function testDatabaseUrl(): string {
+  const url = Deno.env.get("TEST_DATABASE_URL");
+  if (!url) throw new Error("TEST_DATABASE_URL is not set; run the tests with `deno task test`");
+  return url;
+}
+
+/** Deno.test without the resource sanitizers: pools and servers are shared by a file's tests. */
+export function test(name: string, fn: () => Promise<void> | void) {
+  Deno.test({ name, fn, sanitizeOps: false, sanitizeResources: false });
+}
+
+let shared: Sql | undefined;
+
+/** A superuser pool for fixtures and for checking what tests did (bypasses row-level security). */
+export function db(): Sql {
+  shared ??= createDb(testDatabaseUrl(), { max: 4 });
+  return shared;
+}
+
+/** A unique, valid client id or email local part. */
+export function uniq(prefix: string): string {
+  return `${prefix}-${crypto.randomUUID().slice(0, 8)}`;
+}
+
+export const PASSWORD = "correct-horse-battery";
+
+/** Creates a user with PASSWORD (cheap bcrypt cost for speed). */
+export async function createUser(
+  options: { email?: string; name?: string; admin?: boolean; password?: string | null } = {},
+): Promise<{ id: string; email: string }> {
+  const email = options.email ?? `${uniq("user")}@example.com`;
+  const [user] = await db()<{ id: string; email: string }[]>`
+    insert into public.users (email, full_name, is_platform_admin)
+    values (${email.toLowerCase()}, ${options.name ?? "Test User"}, ${options.admin ?? false})
+    returning id, email`;
+  if (options.password !== null) {
+    await db()`select app.set_password(${user.id}, ${options.password ?? PASSWORD}, 4)`;
+  }
+  return user;
+}
+
+/** Creates a client (system roles are copied by its trigger). */
+export async function createClient(id = uniq("client"), name = "Test Client"): Promise<string> {
+  await db()`insert into public.clients (id, name) values (${id}, ${name})`;
+  return id;
+}
+
+/** Adds a user to a client with a role key; returns the membership id. */
+export async function addMember(
+  clientId: string,
+  userId: string,
+  role: string,
+  reportsTo: string | null = null,
+): Promise<string> {
+  const [row] = await db()<{ id: string }[]>`
+    insert into public.memberships (client_id, user_id, role_id, reports_to)
+    select ${clientId}, ${userId}, r.id, ${reportsTo} from public.roles r
+    where r.client_id = ${clientId} and r.key = ${role}
+    returning id`;
+  if (!row) throw new Error(`Role "${role}" not found in client "${clientId}"`);
+  return row.id;
+}
+
+/** A client with an owner, an admin, a manager with an agent below, an agent outside that team, and a viewer. */
+export async function createTeam(clientId = uniq("client")) {
+  await createClient(clientId);
+  const people = {
+    owner: await createUser({ name: "Owner" }),
+    admin: await createUser({ name: "Admin" }),
+    manager: await createUser({ name: "Manager" }),
+    agent: await createUser({ name: "Agent" }),
+    otherAgent: await createUser({ name: "Other agent" }),
+    viewer: await createUser({ name: "Viewer" }),
+  };
+  const owner = await addMember(clientId, people.owner.id, "owner");
+  const admin = await addMember(clientId, people.admin.id, "admin", owner);
+  const manager = await addMember(clientId, people.manager.id, "manager", admin);
+  const agent = await addMember(clientId, people.agent.id, "agent", manager);
+  const otherAgent = await addMember(clientId, people.otherAgent.id, "agent", admin);
+  const viewer = await addMember(clientId, people.viewer.id, "viewer", admin);
+  return {
+    clientId,
+    users: people,
+    memberships: { owner, admin, manager, agent, otherAgent, viewer },
+  };
+}
+
+/** Runs fn as the given user under row-level security, as the API does. */
+export function actAs<T>(
+  userId: string,
+  clientId: string | null,
+  fn: (tx: postgres.TransactionSql) => Promise<T>,
+): Promise<T> {
+  const claims: Claims = { sub: userId, role: "authenticated", session_id: crypto.randomUUID(), client_id: clientId };
+  return db().begin(async (tx) => {
+    await tx`select set_config('role', 'authenticated', true),
+                    set_config('request.jwt.claims', ${JSON.stringify(claims)}, true)`;
+    return await fn(tx);
+  }) as Promise<T>;
+}
+
+export interface Stack {
+  url: string;
+  sql: Sql;
+  close(): Promise<void>;
+}
+
+/** Serves the local stack (every function) on a free port against the test database. */
+export function startStack(env: Record<string, string> = {}): Stack {
+  // Every test request comes from 127.0.0.1, so the shared per-IP bucket is lifted unless a test sets it.
+  const config = loadConfig({ APP_ENV: "test", DATABASE_URL: testDatabaseUrl(), RATE_LIMIT_PER_IP: "1000000", ...env });
+  const sql = createDb(testDatabaseUrl(), { max: 5 });
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, createLocalStack({ config, sql }));
+  return {
+    url: `http://127.0.0.1:${server.addr.port}`,
+    sql,
+    close: async () => {
+      await server.shutdown();
+      await sql.end();
+    },
+  };
+}
+
+export interface Reply {
+  status: number;
+  headers: Headers;
+  // deno-lint-ignore no-explicit-any
+  body: any;
+}
+
+/** Calls a function path ("/api/clients") with an optional token and JSON body. */
+export async function call(
+  stack: Stack,
+  method: string,
+  path: string,
+  options: { token?: string; body?: unknown; headers?: Record<string, string> } = {},
+): Promise<Reply> {
+  const headers = new Headers(options.headers);
+  if (options.token) headers.set("authorization", `Bearer ${options.token}`);
+  let body: string | undefined;
+  if (options.body !== undefined) {
+    body = typeof options.body === "string" ? options.body : JSON.stringify(options.body);
+    if (!headers.has("content-type")) headers.set("content-type", "application/json");
+  }
+  const response = await fetch(`${stack.url}/functions/v1${path}`, { method, headers, body });
+  const text = await response.text();
+  let parsed: unknown = text;
+  try {
+    parsed = text ? JSON.parse(text) : null;
+  } catch {
+    // Non-JSON bodies (the docs page) stay text.
+  }
+  return { status: response.status, headers: response.headers, body: parsed };
+}
+
+/** Logs in and returns the tokens. */
+export async function login(stack: Stack, email: string, password = PASSWORD, clientId?: string) {
+  const reply = await call(stack, "POST", "/auth/login", { body: { email, password, client_id: clientId } });
+  if (reply.status !== 200) throw new Error(`Login of ${email} failed: ${JSON.stringify(reply.body)}`);
+  return reply.body as { access_token: string; refresh_token: string; client_id: string | null };
+}

@@ -1,0 +1,149 @@
+import assert from "node:assert/strict";
+import { call, createTeam, login, startStack, test } from "../_helpers.ts";
+
+const stack = startStack({ RATE_LIMIT_PER_USER: "1000" });
+const team = await createTeam();
+const owner = await login(stack, team.users.owner.email);
+
+test("GET /api/health reports the database as reachable", async () => {
+  const reply = await call(stack, "GET", "/api/health");
+  assert.equal(reply.status, 200);
+  assert.deepEqual(reply.body, { status: "ok", database: "ok" });
+  assert.ok(reply.headers.get("x-request-id"), "every response carries a request id");
+});
+
+test("GET /api/openapi.json documents every route with its permission", async () => {
+  const reply = await call(stack, "GET", "/api/openapi.json");
+  assert.equal(reply.status, 200);
+  assert.equal(reply.body.openapi, "3.1.0");
+  const patch = reply.body.paths["/api/clients/{clientId}"].patch;
+  assert.equal(patch["x-permission"], "clients.update");
+  assert.ok(reply.body.paths["/api/clients/{clientId}/members"].post.requestBody);
+  const shortcut = await fetch(`${stack.url}/openapi.json`).then((r) => r.json());
+  assert.deepEqual(Object.keys(shortcut.paths), Object.keys(reply.body.paths), "/openapi.json is the same document");
+});
+
+test("GET /docs redirects to interactive docs that load both OpenAPI documents", async () => {
+  const redirect = await fetch(`${stack.url}/docs`, { redirect: "manual" });
+  await redirect.body?.cancel();
+  assert.equal(redirect.status, 302);
+  const page = await fetch(new URL(redirect.headers.get("location")!, stack.url));
+  assert.equal(page.status, 200);
+  const html = await page.text();
+  assert.match(html, /swagger-ui/);
+  assert.match(html, /openapi\.json/);
+});
+
+test("authenticated routes refuse a missing token with 401 problem+json", async () => {
+  const reply = await call(stack, "GET", "/api/clients");
+  assert.equal(reply.status, 401);
+  assert.equal(reply.headers.get("content-type"), "application/problem+json");
+  assert.equal(reply.body.code, "missing_token");
+  assert.equal(reply.body.status, 401);
+  assert.ok(reply.body.request_id);
+});
+
+test("malformed JSON is a 400 malformed_json", async () => {
+  const reply = await call(stack, "PATCH", `/api/clients/${team.clientId}`, { token: owner.access_token, body: "{oops" });
+  assert.equal(reply.status, 400);
+  assert.equal(reply.body.code, "malformed_json");
+});
+
+test("a body that is not application/json is a 415", async () => {
+  const reply = await call(stack, "PATCH", `/api/clients/${team.clientId}`, {
+    token: owner.access_token,
+    body: "name=x",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+  });
+  assert.equal(reply.status, 415);
+  assert.equal(reply.body.code, "unsupported_media_type");
+});
+
+test("an oversized body is a 413 before it is read", async () => {
+  const reply = await call(stack, "PATCH", `/api/clients/${team.clientId}`, {
+    token: owner.access_token,
+    body: { name: "x".repeat(1_100_000) },
+  });
+  assert.equal(reply.status, 413);
+  assert.equal(reply.body.code, "payload_too_large");
+});
+
+test("unknown fields are a 422 naming each field", async () => {
+  const reply = await call(stack, "PATCH", `/api/clients/${team.clientId}`, {
+    token: owner.access_token,
+    body: { name: "Renamed", id: "new-id", colour: "red" },
+  });
+  assert.equal(reply.status, 422);
+  assert.equal(reply.body.code, "validation_failed");
+  const paths = reply.body.errors.map((e: { path: string }) => e.path).sort();
+  assert.deepEqual(paths, ["body.colour", "body.id"]);
+});
+
+test("a bad query parameter is a 422 naming it", async () => {
+  const reply = await call(stack, "GET", "/api/clients?limit=0", { token: owner.access_token });
+  assert.equal(reply.status, 422);
+  assert.equal(reply.body.errors[0].path, "query.limit");
+  const cursor = await call(stack, "GET", "/api/clients?cursor=not-a-cursor", { token: owner.access_token });
+  assert.equal(cursor.status, 422);
+  assert.equal(cursor.body.errors[0].code, "invalid_cursor");
+});
+
+test("an unknown route is a 404 problem, an unknown function too", async () => {
+  const route = await call(stack, "GET", "/api/nothing-here", { token: owner.access_token });
+  assert.equal(route.status, 404);
+  assert.equal(route.body.code, "route_not_found");
+  const fn = await call(stack, "GET", "/nope/health");
+  assert.equal(fn.status, 404);
+  assert.equal(fn.body.code, "function_not_found");
+});
+
+test("CORS preflight is answered with the allowed headers", async () => {
+  const response = await fetch(`${stack.url}/functions/v1/api/clients`, {
+    method: "OPTIONS",
+    headers: {
+      origin: "https://app.example.com",
+      "access-control-request-method": "POST",
+      "access-control-request-headers": "authorization, content-type",
+    },
+  });
+  await response.body?.cancel();
+  assert.equal(response.status, 204);
+  assert.equal(response.headers.get("access-control-allow-origin"), "*");
+  assert.match(response.headers.get("access-control-allow-headers") ?? "", /authorization/);
+});
+
+test("the caller's request id is echoed back", async () => {
+  const reply = await call(stack, "GET", "/api/health", { headers: { "x-request-id": "trace-123" } });
+  assert.equal(reply.headers.get("x-request-id"), "trace-123");
+});
+
+test("the per-user rate limit answers 429 with Retry-After and RateLimit headers", async () => {
+  const limited = startStack({ RATE_LIMIT_PER_USER: "3" });
+  try {
+    const statuses: number[] = [];
+    let last;
+    for (let i = 0; i < 5; i++) {
+      last = await call(limited, "GET", "/api/clients", { token: owner.access_token });
+      statuses.push(last.status);
+    }
+    assert.deepEqual(statuses.slice(-2), [429, 429], `statuses were ${statuses}`);
+    assert.equal(last!.body.code, "rate_limited");
+    const retryAfter = Number(last!.headers.get("retry-after"));
+    assert.ok(retryAfter >= 1 && retryAfter <= 60, `Retry-After ${retryAfter}`);
+    assert.equal(last!.headers.get("ratelimit-remaining"), "0");
+  } finally {
+    await limited.close();
+  }
+});
+
+test("the per-IP rate limit applies before authentication", async () => {
+  const limited = startStack({ RATE_LIMIT_PER_IP: "2" });
+  try {
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) statuses.push((await call(limited, "GET", "/api/clients")).status);
+    // Without a token the answer would be 401; a 429 proves the IP bucket is counted first.
+    assert.ok(statuses.filter((s) => s === 429).length >= 2, `statuses were ${statuses}`);
+  } finally {
+    await limited.close();
+  }
+});
