@@ -57,7 +57,9 @@ async function runDenoTest(args: string[], env: Record<string, string>) {
   const { code } = await child.status;
   // deno test ends with "ok | 12 passed (3 steps) | 0 failed (…)" or "FAILED | 10 passed | 2 failed".
   const plain = tail.replace(/\x1b\[[0-9;]*m/g, "");
-  const summary = [...plain.matchAll(/(\d+) passed(?: \((\d+) steps?\))? \| (\d+) failed(?: \((\d+) steps?\))?/g)].pop();
+  const summary = [
+    ...plain.matchAll(/(\d+) passed(?: \((\d+) steps?\))? \| (\d+) failed(?: \((\d+) steps?\))?/g),
+  ].pop();
   const passed = summary ? Number(summary[1]) + Number(summary[2] ?? 0) : 0;
   const failed = summary ? Number(summary[3]) + Number(summary[4] ?? 0) : code === 0 ? 0 : 1;
   return { code, passed, failed };

@@ -101,7 +101,12 @@ export function actAs<T>(
   clientId: string | null,
   fn: (tx: postgres.TransactionSql) => Promise<T>,
 ): Promise<T> {
-  const claims: Claims = { sub: userId, role: "authenticated", session_id: crypto.randomUUID(), client_id: clientId };
+  const claims: Claims = {
+    sub: userId,
+    role: "authenticated",
+    session_id: crypto.randomUUID(),
+    client_id: clientId,
+  };
   return db().begin(async (tx) => {
     await tx`select set_config('role', 'authenticated', true),
                     set_config('request.jwt.claims', ${JSON.stringify(claims)}, true)`;
@@ -118,9 +123,17 @@ export interface Stack {
 /** Serves the local stack (every function) on a free port against the test database. */
 export function startStack(env: Record<string, string> = {}): Stack {
   // Every test request comes from 127.0.0.1, so the shared per-IP bucket is lifted unless a test sets it.
-  const config = loadConfig({ APP_ENV: "test", DATABASE_URL: testDatabaseUrl(), RATE_LIMIT_PER_IP: "1000000", ...env });
+  const config = loadConfig({
+    APP_ENV: "test",
+    DATABASE_URL: testDatabaseUrl(),
+    RATE_LIMIT_PER_IP: "1000000",
+    ...env,
+  });
   const sql = createDb(testDatabaseUrl(), { max: 5 });
-  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, createLocalStack({ config, sql }));
+  const server = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", onListen: () => {} },
+    createLocalStack({ config, sql }),
+  );
   return {
     url: `http://127.0.0.1:${server.addr.port}`,
     sql,

@@ -20,7 +20,11 @@ test("GET /api/openapi.json documents every route with its permission", async ()
   assert.equal(patch["x-permission"], "clients.update");
   assert.ok(reply.body.paths["/api/clients/{clientId}/members"].post.requestBody);
   const shortcut = await fetch(`${stack.url}/openapi.json`).then((r) => r.json());
-  assert.deepEqual(Object.keys(shortcut.paths), Object.keys(reply.body.paths), "/openapi.json is the same document");
+  assert.deepEqual(
+    Object.keys(shortcut.paths),
+    Object.keys(reply.body.paths),
+    "/openapi.json is the same document",
+  );
 });
 
 test("GET /docs redirects to interactive docs that load both OpenAPI documents", async () => {
@@ -44,7 +48,10 @@ test("authenticated routes refuse a missing token with 401 problem+json", async 
 });
 
 test("malformed JSON is a 400 malformed_json", async () => {
-  const reply = await call(stack, "PATCH", `/api/clients/${team.clientId}`, { token: owner.access_token, body: "{oops" });
+  const reply = await call(stack, "PATCH", `/api/clients/${team.clientId}`, {
+    token: owner.access_token,
+    body: "{oops",
+  });
   assert.equal(reply.status, 400);
   assert.equal(reply.body.code, "malformed_json");
 });
