@@ -56,6 +56,7 @@ async function runDenoTest(args: string[], env: Record<string, string>) {
   }
   const { code } = await child.status;
   // deno test ends with "ok | 12 passed (3 steps) | 0 failed (…)" or "FAILED | 10 passed | 2 failed".
+  // deno-lint-ignore no-control-regex -- strips the colour codes deno test prints
   const plain = tail.replace(/\x1b\[[0-9;]*m/g, "");
   const summary = [
     ...plain.matchAll(/(\d+) passed(?: \((\d+) steps?\))? \| (\d+) failed(?: \((\d+) steps?\))?/g),
