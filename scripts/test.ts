@@ -75,6 +75,13 @@ if (import.meta.main) {
   let result = { code: 1, passed: 0, failed: 1 };
   try {
     await migrate(url, { quiet: true });
+  } catch (error) {
+    console.error(error);
+    console.log("0 passed, 1 failed");
+    await admin.unsafe(`drop database if exists ${database} with (force)`);
+    Deno.exit(1);
+  }
+  try {
     const args = Deno.args.length ? Deno.args : ["tests/"];
     result = await runDenoTest(args, {
       ...Deno.env.toObject(),

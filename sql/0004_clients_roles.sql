@@ -27,7 +27,7 @@ begin
   if new.id <> old.id then
     raise exception 'Client id "%" is immutable', old.id using errcode = 'check_violation';
   end if;
-  if new.status <> old.status and current_user in ('authenticated', 'anon') and not app.is_platform_admin() then
+  if new.status <> old.status and app._is_api_user() and not app.is_platform_admin() then
     raise exception 'Only platform administrators can change a client''s status'
       using errcode = 'insufficient_privilege';
   end if;

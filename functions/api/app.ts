@@ -8,6 +8,7 @@ import { DOCS_HTML } from "../_shared/docs.ts";
 import { ApiError } from "../_shared/errors.ts";
 import { createRouter, type Deps, ipRateLimit } from "../_shared/http.ts";
 import { clientsModule } from "./clients/index.ts";
+import { hierarchyModule } from "./hierarchy/index.ts";
 import { membersModule } from "./members/index.ts";
 import { jsonResponse, problem } from "./routing.ts";
 import { rolesModule } from "./roles/index.ts";
@@ -60,6 +61,7 @@ export function createApiApp(deps: Deps) {
   app.use("*", authenticate(deps));
   app.route("/", clientsModule());
   app.route("/", membersModule());
+  app.route("/", hierarchyModule());
   app.route("/", rolesModule());
   return app;
 }

@@ -24,7 +24,7 @@ const USER_JSON = (tx: Tx) =>
        'is_platform_admin', u.is_platform_admin, 'disabled', u.disabled_at is not null,
        'created_at', to_char(u.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))`;
 
-const MEMBER_SELECT = (tx: Tx) =>
+export const MEMBER_SELECT = (tx: Tx) =>
   tx`select m.id, m.client_id, ${USER_JSON(tx)} as user,
             json_build_object('id', r.id, 'key', r.key, 'name', r.name) as role,
             m.reports_to, m.created_at

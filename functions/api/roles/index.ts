@@ -8,5 +8,8 @@ export const roleRoutes = routes.routes;
 export function rolesModule() {
   return createModule()
     .openapi(routes.listPermissions, handlers.listPermissions)
-    .openapi(routes.listRoles, handlers.listRoles);
+    .openapi(routes.listRoles, handlers.listRoles)
+    .openapi(routes.createRole, handlers.createRole)
+    .openapi(routes.updateRole, handlers.updateRole)
+    .openapi(routes.deleteRole, handlers.deleteRole);
 }

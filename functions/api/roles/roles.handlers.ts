@@ -1,5 +1,6 @@
 import type { RouteHandler } from "@hono/zod-openapi";
 import { asUser } from "../../_shared/db.ts";
+import { ApiError } from "../../_shared/errors.ts";
 import type { AppEnv } from "../../_shared/http.ts";
 import * as queries from "./roles.queries.ts";
 import type * as routes from "./roles.routes.ts";
@@ -17,4 +18,41 @@ export const listRoles: RouteHandler<typeof routes.listRoles, AppEnv> = async (c
     (tx) => queries.listRoles(tx, clientId),
   );
   return c.json({ data }, 200);
+};
+
+const roleNotFound = (id: string) => new ApiError(404, "role_not_found", `Role "${id}" was not found`);
+
+export const createRole: RouteHandler<typeof routes.createRole, AppEnv> = async (c) => {
+  const { clientId } = c.req.valid("param");
+  const body = c.req.valid("json");
+  const role = await asUser(c.get("deps").sql, c.get("caller").claims, async (tx) => {
+    const [taken] = await tx`select 1 from public.roles where client_id = ${clientId} and key = ${body.key}`;
+    if (taken) throw new ApiError(409, "role_key_taken", `Role "${body.key}" already exists in this client`);
+    return await queries.insertRole(tx, clientId, body);
+  });
+  return c.json(role, 201);
+};
+
+export const updateRole: RouteHandler<typeof routes.updateRole, AppEnv> = async (c) => {
+  const { clientId, roleId } = c.req.valid("param");
+  const role = await asUser(
+    c.get("deps").sql,
+    c.get("caller").claims,
+    (tx) => queries.updateRole(tx, clientId, roleId, c.req.valid("json")),
+  );
+  if (!role) throw roleNotFound(roleId);
+  return c.json(role, 200);
+};
+
+export const deleteRole: RouteHandler<typeof routes.deleteRole, AppEnv> = async (c) => {
+  const { clientId, roleId } = c.req.valid("param");
+  const deleted = await asUser(c.get("deps").sql, c.get("caller").claims, async (tx) => {
+    // Counted across the whole client: members outside the caller's scope hold roles too.
+    if (await queries.roleInUse(tx, roleId)) {
+      throw new ApiError(409, "role_in_use", "Members still hold this role; give them another role first");
+    }
+    return await queries.deleteRole(tx, clientId, roleId);
+  });
+  if (!deleted) throw roleNotFound(roleId);
+  return c.body(null, 204);
 };
