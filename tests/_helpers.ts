@@ -120,20 +120,20 @@ export interface Stack {
   close(): Promise<void>;
 }
 
-/** Serves the local stack (every function) on a free port against the test database. */
-export function startStack(env: Record<string, string> = {}): Stack {
-  // Every test request comes from 127.0.0.1, so the shared per-IP bucket is lifted unless a test sets it.
-  const config = loadConfig({
-    APP_ENV: "test",
-    DATABASE_URL: testDatabaseUrl(),
-    RATE_LIMIT_PER_IP: "1000000",
-    ...env,
-  });
-  const sql = createDb(testDatabaseUrl(), { max: 5 });
-  const server = Deno.serve(
-    { port: 0, hostname: "127.0.0.1", onListen: () => {} },
-    createLocalStack({ config, sql }),
+/**
+ * Serves the local stack (every function) on a free port against the test database. Every test request
+ * comes from 127.0.0.1, so the shared per-IP buckets are lifted unless a test sets them.
+ */
+export function startStack(
+  env: Record<string, string> = {},
+  overrides: Parameters<typeof loadConfig>[1] = {},
+): Stack {
+  const config = loadConfig(
+    { APP_ENV: "test", DATABASE_URL: testDatabaseUrl(), RATE_LIMIT_PER_IP: "1000000", ...env },
+    { ...overrides, auth: { login_attempts_per_ip: 1_000_000, ...overrides.auth } },
   );
+  const sql = createDb(testDatabaseUrl(), { max: 5 });
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, createLocalStack({ config, sql }));
   return {
     url: `http://127.0.0.1:${server.addr.port}`,
     sql,

@@ -60,11 +60,15 @@ function envValue(env: Record<string, string | undefined>, name: string): string
 }
 
 /**
- * Builds the configuration from config.toml and the given environment (defaults to the process's).
+ * Builds the configuration from config.toml, the given environment (defaults to the process's) and, for
+ * tests, explicit overrides.
  * Throws with every invalid field listed; in production, missing secrets are errors instead of
  * being replaced by development values.
  */
-export function loadConfig(env: Record<string, string | undefined> = Deno.env.toObject()): Config {
+export function loadConfig(
+  env: Record<string, string | undefined> = Deno.env.toObject(),
+  overrides: { [K in keyof Config]?: Partial<Config[K]> } = {},
+): Config {
   const file = parseToml(configToml) as Record<string, Record<string, unknown>>;
   const appEnv = envValue(env, "APP_ENV") ?? "development";
   const production = appEnv === "production";
@@ -95,6 +99,9 @@ export function loadConfig(env: Record<string, string | undefined> = Deno.env.to
       google_token: envValue(env, "GOOGLE_TOKEN_URL") ?? "https://oauth2.googleapis.com/token",
     },
   };
+  for (const [section, values] of Object.entries(overrides)) {
+    Object.assign((raw as unknown as Record<string, object>)[section], values);
+  }
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) {
     const fields = parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`);

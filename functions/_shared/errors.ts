@@ -90,6 +90,8 @@ const DB_ERRORS: Record<string, [number, string]> = {
   "23514": [422, "constraint_violation"], // check_violation
   "23502": [422, "missing_value"], // not_null_violation
   "22P02": [422, "invalid_value"], // invalid_text_representation (a malformed uuid, say)
+  "22007": [422, "invalid_value"], // invalid_datetime_format
+  "22008": [422, "invalid_value"], // datetime_field_overflow
   "22001": [422, "value_too_long"], // string_data_right_truncation
   "P0002": [404, "not_found"], // no_data_found
 };

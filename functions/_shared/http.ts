@@ -2,7 +2,7 @@
  * HTTP plumbing shared by every function: the app factory with its middleware (request id, JSON logs,
  * CORS, body limits, content types, per-IP rate limit) and the single error handler.
  */
-import { OpenAPIHono, type z } from "@hono/zod-openapi";
+import { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context, MiddlewareHandler } from "hono";
 import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
@@ -202,18 +202,16 @@ export function encodeCursor(position: unknown[]): string {
   return btoa(JSON.stringify(position)).replaceAll("+", "-").replaceAll("/", "_").replaceAll("=", "");
 }
 
-/** Decodes a cursor made by encodeCursor; a tampered cursor is a 422, not a 500. */
-export function decodeCursor(cursor: string, length: number): string[] {
+/** Decodes a cursor made by encodeCursor and checks its shape; a tampered cursor is a 422, not a 500. */
+export function decodeCursor<T extends z.ZodType>(cursor: string, shape: T): z.infer<T> {
+  let position: unknown;
   try {
-    const position = JSON.parse(atob(cursor.replaceAll("-", "+").replaceAll("_", "/")));
-    if (
-      Array.isArray(position) && position.length === length && position.every((v) => typeof v === "string")
-    ) {
-      return position;
-    }
+    position = JSON.parse(atob(cursor.replaceAll("-", "+").replaceAll("_", "/")));
   } catch {
-    // Falls through to the error below.
+    position = undefined;
   }
+  const parsed = shape.safeParse(position);
+  if (parsed.success) return parsed.data;
   throw new ApiError(422, "validation_failed", "The cursor is invalid", [
     { path: "query.cursor", message: "Use the next_cursor value of a previous page", code: "invalid_cursor" },
   ]);

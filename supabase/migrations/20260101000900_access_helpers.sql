@@ -174,6 +174,14 @@ begin
     and (tg_op = 'DELETE' or new.role_id <> old.role_id)
     and exists (select 1 from public.roles r where r.id = old.role_id and r.key = 'owner')
     and exists (select 1 from public.clients c where c.id = old.client_id)
+  then
+    -- Two owners removing each other at once must not both see the other as the remaining owner.
+    perform pg_advisory_xact_lock(hashtextextended('owners:' || old.client_id, 0));
+  end if;
+  if tg_op in ('UPDATE', 'DELETE')
+    and (tg_op = 'DELETE' or new.role_id <> old.role_id)
+    and exists (select 1 from public.roles r where r.id = old.role_id and r.key = 'owner')
+    and exists (select 1 from public.clients c where c.id = old.client_id)
     and not exists (
       select 1 from public.memberships m join public.roles r on r.id = m.role_id
       where m.client_id = old.client_id and r.key = 'owner' and m.id <> old.id

@@ -255,3 +255,20 @@ test("a removed membership is refused on the very next request", async () => {
   assert.equal(reply.status, 403);
   assert.equal(reply.body.code, "membership_revoked");
 });
+
+test("POST /auth/login is throttled per client IP across emails", async () => {
+  const limited = startStack({}, { auth: { login_attempts_per_ip: 3 } });
+  try {
+    const statuses: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const reply = await call(limited, "POST", "/auth/login", {
+        body: { email: `nobody-${i}@example.com`, password: "wrong" },
+      });
+      statuses.push(reply.status);
+    }
+    // The bucket is shared with every other test's logins from 127.0.0.1, so count the refusals.
+    assert.ok(statuses.filter((s) => s === 429).length >= 2, `statuses were ${statuses}`);
+  } finally {
+    await limited.close();
+  }
+});

@@ -1,4 +1,4 @@
-import type { RouteHandler } from "@hono/zod-openapi";
+import { type RouteHandler, z } from "@hono/zod-openapi";
 import { asUser } from "../../_shared/db.ts";
 import { ApiError } from "../../_shared/errors.ts";
 import { type AppEnv, decodeCursor, encodeCursor } from "../../_shared/http.ts";
@@ -9,6 +9,9 @@ const notFound = (id: string) => new ApiError(404, "client_not_found", `Client "
 
 export const createClient: RouteHandler<typeof routes.createClient, AppEnv> = async (c) => {
   const body = c.req.valid("json");
+  if (!c.get("caller").isPlatformAdmin) {
+    throw new ApiError(403, "permission_denied", "Only platform administrators can create clients");
+  }
   const client = await asUser(c.get("deps").sql, c.get("caller").claims, async (tx) => {
     const [{ taken }] = await tx`select exists (select 1 from public.clients where id = ${body.id}) as taken`;
     // Platform administrators see every client, so this check reveals nothing they could not read.
@@ -20,7 +23,7 @@ export const createClient: RouteHandler<typeof routes.createClient, AppEnv> = as
 
 export const listClients: RouteHandler<typeof routes.listClients, AppEnv> = async (c) => {
   const { limit, cursor } = c.req.valid("query");
-  const after = cursor ? decodeCursor(cursor, 1)[0] : undefined;
+  const after = cursor ? decodeCursor(cursor, z.tuple([z.string()]))[0] : undefined;
   const rows = await asUser(
     c.get("deps").sql,
     c.get("caller").claims,

@@ -1,4 +1,4 @@
-import type { RouteHandler } from "@hono/zod-openapi";
+import { type RouteHandler, z } from "@hono/zod-openapi";
 import { hashToken, randomToken } from "../../_shared/auth.ts";
 import { asUser } from "../../_shared/db.ts";
 import { ApiError } from "../../_shared/errors.ts";
@@ -15,7 +15,7 @@ const unknownRole = (key: string) =>
 export const listMembers: RouteHandler<typeof routes.listMembers, AppEnv> = async (c) => {
   const { clientId } = c.req.valid("param");
   const { limit, cursor } = c.req.valid("query");
-  const after = cursor ? decodeCursor(cursor, 2) as [string, string] : undefined;
+  const after = cursor ? decodeCursor(cursor, z.tuple([z.iso.datetime(), z.uuid()])) : undefined;
   const rows = await asUser(
     c.get("deps").sql,
     c.get("caller").claims,
