@@ -133,7 +133,10 @@ export function startStack(
     { ...overrides, auth: { login_attempts_per_ip: 1_000_000, ...overrides.auth } },
   );
   const sql = createDb(testDatabaseUrl(), { max: 5 });
-  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, createLocalStack({ config, sql }));
+  const server = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", onListen: () => {} },
+    createLocalStack({ config, sql }),
+  );
   return {
     url: `http://127.0.0.1:${server.addr.port}`,
     sql,
