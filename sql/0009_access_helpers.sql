@@ -15,9 +15,9 @@
 --   app.has_permission()               reads memberships and roles regardless of their policies
 --   app.my_permissions()               reads memberships, roles and the catalog
 --   app.my_role_rank()                 reads memberships and roles regardless of their policies
+--   app.my_scope()                     reads memberships and roles regardless of their policies
 --   app.hierarchy_ancestors()          reads the private closure table, for members the caller can see
 --   app.hierarchy_descendants()        reads the private closure table, for members the caller can see
---   app.role_in_use()                  counts holders of a role beyond the caller's visible scope
 
 -- True when the requesting user exists and is not disabled.
 create function app.current_user_active() returns boolean
@@ -121,9 +121,30 @@ as $$
   end;
 $$;
 
+-- The data scope of the requesting user's role in a client ('client' for platform administrators).
+create function app.my_scope(p_client_id text) returns text
+language sql stable
+security definer
+set search_path = ''
+as $$
+  select case
+    when app.is_platform_admin() then 'client'
+    else (select m.scope from app._my_memberships() m where m.client_id = p_client_id)
+  end;
+$$;
+
+-- Orders scopes from narrowest to widest.
+create function app._scope_width(p_scope text) returns int
+language sql immutable
+set search_path = ''
+as $$
+  select case p_scope when 'own' then 1 when 'team' then 2 when 'client' then 3 else 0 end;
+$$;
+
 grant execute on function app.current_user_active(), app.is_platform_admin(), app.my_client_ids(),
   app.my_full_scope_client_ids(), app.my_team_member_ids(), app.has_permission(text, text),
-  app.my_permissions(text), app.my_role_rank(text) to authenticated, service_role;
+  app.my_permissions(text), app.my_role_rank(text), app.my_scope(text), app._scope_width(text)
+  to authenticated, service_role;
 
 -- True when the statement runs for an API user (not trusted server code or a security definer function,
 -- which run as the table owner and have checked rights themselves).
@@ -206,10 +227,15 @@ declare
   v_client_id text := coalesce(new.client_id, old.client_id);
   v_caller_rank int;
 begin
-  if tg_op in ('INSERT', 'UPDATE') and exists (
-    select 1 from unnest(new.permissions) code where not exists (select 1 from public.permissions p where p.code = code)
-  ) then
-    raise exception 'Unknown permission in role "%"', new.key using errcode = 'check_violation';
+  if tg_op in ('INSERT', 'UPDATE') then
+    if exists (
+      select 1 from unnest(new.permissions) as granted (code)
+      where not exists (select 1 from public.permissions p where p.code = granted.code)
+    ) then
+      raise exception 'Unknown permission in role "%"', new.key using errcode = 'check_violation';
+    end if;
+    -- Stored sorted and without duplicates, so equal sets compare equal.
+    new.permissions := array(select distinct unnest(new.permissions) order by 1);
   end if;
   if not app._is_api_user() then
     return coalesce(new, old);
@@ -225,6 +251,9 @@ begin
     if not (new.permissions <@ app.my_permissions(v_client_id)) then
       raise exception 'Cannot grant permissions you do not hold' using errcode = 'insufficient_privilege';
     end if;
+    if app._scope_width(new.scope) > app._scope_width(app.my_scope(v_client_id)) then
+      raise exception 'Cannot give a role a wider data scope than your own' using errcode = 'insufficient_privilege';
+    end if;
     new.is_system := tg_op = 'UPDATE' and old.is_system
       and new.permissions = old.permissions and new.rank = old.rank and new.scope = old.scope;
   end if;
@@ -235,19 +264,6 @@ $$;
 create trigger on_roles_change before insert or update or delete on public.roles
   for each row execute function app._guard_role_change();
 
--- True when any member of the role's client holds the role, counted beyond the caller's visible scope;
--- answers only for roles the caller manages.
-create function app.role_in_use(p_role_id uuid) returns boolean
-language sql stable
-security definer
-set search_path = ''
-as $$
-  select exists (
-    select 1 from public.memberships m join public.roles r on r.id = m.role_id
-    where m.role_id = p_role_id and app.has_permission(r.client_id, 'roles.manage')
-  );
-$$;
-grant execute on function app.role_in_use(uuid) to authenticated;
 
 -- Managers above a member (nearest first) and members below one (with depth), for callers who can see
 -- that member. Callers join the result with public.memberships, whose policies then hide anyone outside

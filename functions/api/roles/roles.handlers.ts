@@ -46,13 +46,21 @@ export const updateRole: RouteHandler<typeof routes.updateRole, AppEnv> = async 
 
 export const deleteRole: RouteHandler<typeof routes.deleteRole, AppEnv> = async (c) => {
   const { clientId, roleId } = c.req.valid("param");
-  const deleted = await asUser(c.get("deps").sql, c.get("caller").claims, async (tx) => {
-    // Counted across the whole client: members outside the caller's scope hold roles too.
-    if (await queries.roleInUse(tx, roleId)) {
+  let deleted: boolean;
+  try {
+    deleted = await asUser(
+      c.get("deps").sql,
+      c.get("caller").claims,
+      (tx) => queries.deleteRole(tx, clientId, roleId),
+    );
+  } catch (error) {
+    // The guard trigger refuses protected roles first; the foreign key then refuses roles members hold,
+    // counted across the whole client whatever the caller can see.
+    if ((error as { constraint_name?: string }).constraint_name === "memberships_role_id_fkey") {
       throw new ApiError(409, "role_in_use", "Members still hold this role; give them another role first");
     }
-    return await queries.deleteRole(tx, clientId, roleId);
-  });
+    throw error;
+  }
   if (!deleted) throw roleNotFound(roleId);
   return c.body(null, 204);
 };

@@ -56,11 +56,6 @@ export async function updateRole(
   return row;
 }
 
-export async function roleInUse(tx: Tx, roleId: string): Promise<boolean> {
-  const [row] = await tx`select app.role_in_use(${roleId}) as used`;
-  return row.used;
-}
-
 export async function deleteRole(tx: Tx, clientId: string, roleId: string): Promise<boolean> {
   const rows =
     await tx`delete from public.roles where client_id = ${clientId} and id = ${roleId} returning id`;
