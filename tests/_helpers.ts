@@ -6,6 +6,8 @@ import postgres from "postgres";
 import { loadConfig } from "../functions/_shared/config.ts";
 import { type Claims, createDb, type Sql } from "../functions/_shared/db.ts";
 import { createLocalStack } from "../functions/main/app.ts";
+import { hashToken, randomToken, signAccessToken } from "../functions/_shared/auth.ts";
+import { createSession } from "../functions/auth/auth.queries.ts";
 
 /** The database `deno task test` created and migrated for this run. */
 export function testDatabaseUrl(): string {
@@ -184,4 +186,23 @@ export async function login(stack: Stack, email: string, password = PASSWORD, cl
   const reply = await call(stack, "POST", "/auth/login", { body: { email, password, client_id: clientId } });
   if (reply.status !== 200) throw new Error(`Login of ${email} failed: ${JSON.stringify(reply.body)}`);
   return reply.body as { access_token: string; refresh_token: string; client_id: string | null };
+}
+
+/**
+ * An access token for a new session of a fixture user, made with the auth service's own session query and
+ * signer: for tests about authorization rather than logging in, it skips bcrypt and the login throttle.
+ */
+export async function sessionToken(
+  user: { id: string; email: string },
+  clientId: string | null,
+): Promise<string> {
+  const sessionId = await createSession(db(), {
+    userId: user.id,
+    clientId,
+    ip: "127.0.0.1",
+    refreshHash: await hashToken(randomToken("lap_rt_")),
+    ttl: 3600,
+  });
+  const config = loadConfig({ APP_ENV: "test" });
+  return (await signAccessToken(config, { userId: user.id, email: user.email, sessionId, clientId })).token;
 }

@@ -90,9 +90,11 @@ begin
   end if;
   select e.user_id, e.user_created into user_id, user_created
   from app._ensure_user(p_client_id, p_email, p_full_name, p_invitation_hash, p_invitation_ttl_seconds) e;
-  insert into public.memberships (client_id, user_id, role_id, reports_to)
-  values (p_client_id, user_id, v_role_id, p_reports_to)
-  returning id into membership_id;
+  -- No RETURNING: it would require the new row to pass the read policy before the hierarchy trigger has
+  -- placed it in the caller's team.
+  membership_id := gen_random_uuid();
+  insert into public.memberships (id, client_id, user_id, role_id, reports_to)
+  values (membership_id, p_client_id, user_id, v_role_id, p_reports_to);
   return next;
 end
 $$;

@@ -62,18 +62,18 @@ export const updateClient: RouteHandler<typeof routes.updateClient, AppEnv> = as
 function setStatus(status: "active" | "inactive"): RouteHandler<typeof routes.deactivateClient, AppEnv> {
   return async (c) => {
     const { clientId } = c.req.valid("param");
-    if (!c.get("caller").isPlatformAdmin) {
+    const { sql } = c.get("deps");
+    const { claims, isPlatformAdmin } = c.get("caller");
+    if (!isPlatformAdmin) {
+      // A client the caller cannot see is a 404, as everywhere; a visible one needs agency staff.
+      if (!await asUser(sql, claims, (tx) => queries.findClient(tx, clientId))) throw notFound(clientId);
       throw new ApiError(
         403,
         "permission_denied",
         "Only platform administrators can change a client's status",
       );
     }
-    const client = await asUser(
-      c.get("deps").sql,
-      c.get("caller").claims,
-      (tx) => queries.updateClient(tx, clientId, { status }),
-    );
+    const client = await asUser(sql, claims, (tx) => queries.updateClient(tx, clientId, { status }));
     if (!client) throw notFound(clientId);
     return c.json(client, 200);
   };
