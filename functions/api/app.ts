@@ -7,9 +7,13 @@ import { authenticate } from "../_shared/auth.ts";
 import { DOCS_HTML } from "../_shared/docs.ts";
 import { ApiError } from "../_shared/errors.ts";
 import { createRouter, type Deps, ipRateLimit } from "../_shared/http.ts";
+import { assignmentModule } from "./assignment/index.ts";
 import { clientsModule } from "./clients/index.ts";
 import { hierarchyModule } from "./hierarchy/index.ts";
+import { keysModule } from "./keys/index.ts";
+import { leadsModule } from "./leads/index.ts";
 import { membersModule } from "./members/index.ts";
+import { productsModule } from "./products/index.ts";
 import { jsonResponse, problem } from "./routing.ts";
 import { rolesModule } from "./roles/index.ts";
 
@@ -63,5 +67,9 @@ export function createApiApp(deps: Deps) {
   app.route("/", membersModule());
   app.route("/", hierarchyModule());
   app.route("/", rolesModule());
+  app.route("/", productsModule());
+  app.route("/", leadsModule());
+  app.route("/", assignmentModule());
+  app.route("/", keysModule());
   return app;
 }

@@ -2,13 +2,26 @@
  * Every API route and the permission catalog derived from them. The migrate task writes this catalog to
  * public.permissions, so the database knows exactly the permissions the code checks.
  */
+import { assignmentRoutes } from "./assignment/index.ts";
 import { clientRoutes } from "./clients/index.ts";
 import { hierarchyRoutes } from "./hierarchy/index.ts";
+import { keysRoutes } from "./keys/index.ts";
+import { leadsRoutes } from "./leads/index.ts";
 import { memberRoutes } from "./members/index.ts";
+import { productsRoutes } from "./products/index.ts";
 import { roleRoutes } from "./roles/index.ts";
 import { permissionCatalog } from "./routing.ts";
 
-export const apiRoutes = [...clientRoutes, ...memberRoutes, ...hierarchyRoutes, ...roleRoutes];
+export const apiRoutes = [
+  ...clientRoutes,
+  ...memberRoutes,
+  ...hierarchyRoutes,
+  ...roleRoutes,
+  ...productsRoutes,
+  ...leadsRoutes,
+  ...assignmentRoutes,
+  ...keysRoutes,
+];
 
 /** Permission codes the routes require, with what they allow. */
 export const PERMISSIONS: Record<string, string> = permissionCatalog(

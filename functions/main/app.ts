@@ -4,6 +4,7 @@
  */
 import { createApiApp } from "../api/app.ts";
 import { createAuthApp } from "../auth/app.ts";
+import { createIngestApp } from "../ingest/app.ts";
 import type { Deps } from "../_shared/http.ts";
 
 type Handler = (request: Request) => Response | Promise<Response>;
@@ -15,6 +16,7 @@ export function createLocalStack(
   const functions: Record<string, Handler> = {
     api: createApiApp(deps).fetch,
     auth: createAuthApp(deps).fetch,
+    ingest: createIngestApp(deps).fetch,
   };
   return async (request, info) => {
     const url = new URL(request.url);

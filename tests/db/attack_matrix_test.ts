@@ -67,6 +67,31 @@ const roles = {
   aOwner: await roleId(a, "owner"),
 };
 
+// Leads of client A owned by the agent, a team mate (inside the manager's team) and an agent outside it, and
+// one of client B; a note on the team mate's lead; a product both clients sell; an API key of each client.
+const [industry] = await db()`insert into public.industries (name) values (${uniq("industry")}) returning id`;
+const [category] =
+  await db()`insert into public.categories (industry_id, name) values (${industry.id}, 'Homes') returning id`;
+const [product] =
+  await db()`insert into public.products (category_id, name) values (${category.id}, 'Flat') returning id`;
+await db()`insert into public.client_products (client_id, product_id) values (${a}, ${product.id}), (${b}, ${product.id})`;
+const lead = async (client: string, owner: string) =>
+  (await db()`insert into public.leads (client_id, source, email, owner_membership_id)
+              values (${client}, 'manual', ${uniq("lead") + "@example.com"}, ${owner}) returning id`)[0]
+    .id as string;
+const leads = {
+  own: await lead(a, m.agent),
+  team: await lead(a, m.team_mate),
+  outside: await lead(a, m.outside_agent),
+  other: await lead(b, m.b_agent),
+};
+const [note] = await db()`insert into public.lead_notes (client_id, lead_id, author_id, body)
+                          values (${a}, ${leads.team}, ${users.owner.id}, 'Called, no answer') returning id`;
+for (const client of [a, b]) {
+  await db()`insert into app.api_keys (client_id, name, prefix, key_hash)
+             values (${client}, 'Website', ${uniq("p")}, ${crypto.getRandomValues(new Uint8Array(32))})`;
+}
+
 type Sql = postgres.TransactionSql;
 interface Check {
   table: string;
@@ -373,6 +398,308 @@ const CHECKS: Check[] = [
     target: "in team",
     allowed: [],
     run: (tx) => tx`delete from public.users where id = ${users.team_mate.id}`.then(count),
+  },
+  // leads
+  {
+    table: "leads",
+    op: "select",
+    target: "own",
+    allowed: [...CLIENT_SCOPE, "manager", "agent"],
+    run: (tx) => tx`select 1 from public.leads where id = ${leads.own}`.then(count),
+  },
+  {
+    table: "leads",
+    op: "select",
+    target: "in team",
+    allowed: [...CLIENT_SCOPE, "manager"],
+    run: (tx) => tx`select 1 from public.leads where id = ${leads.team}`.then(count),
+  },
+  {
+    table: "leads",
+    op: "select",
+    target: "outside team",
+    allowed: CLIENT_SCOPE,
+    run: (tx) => tx`select 1 from public.leads where id = ${leads.outside}`.then(count),
+  },
+  {
+    table: "leads",
+    op: "select",
+    target: "other client",
+    allowed: B_OWNER,
+    run: (tx) => tx`select 1 from public.leads where id = ${leads.other}`.then(count),
+  },
+  {
+    table: "leads",
+    op: "insert",
+    target: "own client",
+    allowed: [...CLIENT_SCOPE, "manager"],
+    run: (tx) =>
+      tx`insert into public.leads (client_id, source, email) values (${a}, 'manual', ${
+        uniq("new") + "@example.com"
+      })`.then(count),
+  },
+  {
+    table: "leads",
+    op: "insert",
+    target: "other client",
+    allowed: B_OWNER,
+    run: (tx) =>
+      tx`insert into public.leads (client_id, source, email) values (${b}, 'manual', ${
+        uniq("new") + "@example.com"
+      })`.then(count),
+  },
+  {
+    table: "leads",
+    op: "update",
+    target: "own",
+    allowed: [...CLIENT_SCOPE, "manager", "agent"],
+    run: (tx) => tx`update public.leads set status = 'contacted' where id = ${leads.own}`.then(count),
+  },
+  {
+    table: "leads",
+    op: "update",
+    target: "in team",
+    allowed: [...CLIENT_SCOPE, "manager"],
+    run: (tx) => tx`update public.leads set status = 'contacted' where id = ${leads.team}`.then(count),
+  },
+  {
+    table: "leads",
+    op: "update",
+    target: "outside team",
+    allowed: CLIENT_SCOPE,
+    run: (tx) => tx`update public.leads set status = 'contacted' where id = ${leads.outside}`.then(count),
+  },
+  {
+    table: "leads",
+    op: "update",
+    target: "other client",
+    allowed: B_OWNER,
+    run: (tx) => tx`update public.leads set status = 'contacted' where id = ${leads.other}`.then(count),
+  },
+  {
+    table: "leads",
+    op: "update",
+    target: "reassign in team",
+    allowed: [...CLIENT_SCOPE, "manager"],
+    run: (tx) =>
+      tx`update public.leads set owner_membership_id = ${m.agent} where id = ${leads.team}`.then(count),
+  },
+  {
+    table: "leads",
+    op: "update",
+    target: "reassign out of team",
+    allowed: CLIENT_SCOPE,
+    run: (tx) =>
+      tx`update public.leads set owner_membership_id = ${m.outside_agent} where id = ${leads.team}`.then(
+        count,
+      ),
+  },
+  {
+    table: "leads",
+    op: "update",
+    target: "own to another",
+    allowed: [...CLIENT_SCOPE, "manager"],
+    run: (tx) =>
+      tx`update public.leads set owner_membership_id = ${m.team_mate} where id = ${leads.own}`.then(count),
+  },
+  {
+    table: "leads",
+    op: "delete",
+    target: "own client",
+    allowed: [],
+    run: (tx) => tx`delete from public.leads where id = ${leads.own}`.then(count),
+  },
+  // lead notes and timeline
+  {
+    table: "lead_notes",
+    op: "select",
+    target: "in team",
+    allowed: [...CLIENT_SCOPE, "manager"],
+    run: (tx) => tx`select 1 from public.lead_notes where id = ${note.id}`.then(count),
+  },
+  {
+    table: "lead_notes",
+    op: "insert",
+    target: "own",
+    allowed: [...CLIENT_SCOPE, "manager", "agent"],
+    run: (tx, actor) =>
+      tx`insert into public.lead_notes (client_id, lead_id, author_id, body) values (${a}, ${leads.own}, ${
+        userOf(actor)
+      }, 'x')`.then(count),
+  },
+  {
+    table: "lead_notes",
+    op: "insert",
+    target: "outside team",
+    allowed: CLIENT_SCOPE,
+    run: (tx, actor) =>
+      tx`insert into public.lead_notes (client_id, lead_id, author_id, body) values (${a}, ${leads.outside}, ${
+        userOf(actor)
+      }, 'x')`.then(count),
+  },
+  {
+    table: "lead_notes",
+    op: "insert",
+    target: "as someone else",
+    allowed: [],
+    run: (tx) =>
+      tx`insert into public.lead_notes (client_id, lead_id, author_id, body) values (${a}, ${leads.own}, ${users.team_mate.id}, 'x')`
+        .then(count),
+  },
+  {
+    table: "lead_notes",
+    op: "insert",
+    target: "other client",
+    allowed: B_OWNER,
+    run: (tx, actor) =>
+      tx`insert into public.lead_notes (client_id, lead_id, author_id, body) values (${b}, ${leads.other}, ${
+        userOf(actor)
+      }, 'x')`.then(count),
+  },
+  {
+    table: "lead_activities",
+    op: "select",
+    target: "in team",
+    allowed: [...CLIENT_SCOPE, "manager"],
+    run: (tx) => tx`select 1 from public.lead_activities where lead_id = ${leads.team}`.then(count),
+  },
+  {
+    table: "lead_activities",
+    op: "insert",
+    target: "own",
+    allowed: [],
+    run: (tx) =>
+      tx`insert into public.lead_activities (client_id, lead_id, kind) values (${a}, ${leads.own}, 'forged')`
+        .then(count),
+  },
+  // products
+  {
+    table: "products",
+    op: "select",
+    target: "catalog",
+    allowed: [...A_MEMBERS, "b_owner"],
+    run: (tx) => tx`select 1 from public.products where id = ${product.id}`.then(count),
+  },
+  {
+    table: "products",
+    op: "insert",
+    target: "catalog",
+    allowed: [],
+    run: (tx) =>
+      tx`insert into public.products (category_id, name) values (${category.id}, ${uniq("p")})`.then(count),
+  },
+  {
+    table: "products",
+    op: "update",
+    target: "catalog",
+    allowed: [],
+    run: (tx) => tx`update public.products set name = name where id = ${product.id}`.then(count),
+  },
+  {
+    table: "client_products",
+    op: "select",
+    target: "own client",
+    allowed: A_MEMBERS,
+    run: (tx) => tx`select 1 from public.client_products where client_id = ${a}`.then(count),
+  },
+  {
+    table: "client_products",
+    op: "select",
+    target: "other client",
+    allowed: B_OWNER,
+    run: (tx) => tx`select 1 from public.client_products where client_id = ${b}`.then(count),
+  },
+  {
+    table: "client_products",
+    op: "delete",
+    target: "own client",
+    allowed: CLIENT_SCOPE,
+    run: (tx) => tx`delete from public.client_products where client_id = ${a}`.then(count),
+  },
+  // api keys (private table; managed only through the functions, which check api_keys.manage)
+  {
+    table: "api_keys",
+    op: "select",
+    target: "own client table",
+    allowed: [],
+    run: (tx) => tx`select 1 from app.api_keys where client_id = ${a}`.then(count),
+  },
+  {
+    table: "api_keys",
+    op: "select",
+    target: "own client",
+    allowed: CLIENT_SCOPE,
+    run: (tx) => tx`select * from public.list_api_keys(${a})`.then(count),
+  },
+  {
+    table: "api_keys",
+    op: "select",
+    target: "other client",
+    allowed: B_OWNER,
+    run: (tx) => tx`select * from public.list_api_keys(${b})`.then(count),
+  },
+  {
+    table: "api_keys",
+    op: "insert",
+    target: "own client",
+    allowed: CLIENT_SCOPE,
+    run: (tx) =>
+      tx`select public.create_api_key(${a}, 'x', 'live', ${uniq("k")}, ${
+        crypto.getRandomValues(new Uint8Array(32))
+      }, '{ingest:single}', '{}', 60, 'website', null)`.then(count),
+  },
+  {
+    table: "api_keys",
+    op: "insert",
+    target: "other client",
+    allowed: B_OWNER,
+    run: (tx) =>
+      tx`select public.create_api_key(${b}, 'x', 'live', ${uniq("k")}, ${
+        crypto.getRandomValues(new Uint8Array(32))
+      }, '{ingest:single}', '{}', 60, 'website', null)`.then(count),
+  },
+  // pipeline and assignment rules
+  {
+    table: "lead_statuses",
+    op: "select",
+    target: "own client",
+    allowed: A_MEMBERS,
+    run: (tx) => tx`select 1 from public.lead_statuses where client_id = ${a}`.then(count),
+  },
+  {
+    table: "lead_statuses",
+    op: "update",
+    target: "own client",
+    allowed: CLIENT_SCOPE,
+    run: (tx) => tx`update public.lead_statuses set name = name where client_id = ${a}`.then(count),
+  },
+  {
+    table: "lead_statuses",
+    op: "update",
+    target: "other client",
+    allowed: B_OWNER,
+    run: (tx) => tx`update public.lead_statuses set name = name where client_id = ${b}`.then(count),
+  },
+  {
+    table: "assignment_rules",
+    op: "select",
+    target: "own client",
+    allowed: A_MEMBERS,
+    run: (tx) => tx`select 1 from public.assignment_rules where client_id = ${a}`.then(count),
+  },
+  {
+    table: "assignment_rules",
+    op: "update",
+    target: "own client",
+    allowed: CLIENT_SCOPE,
+    run: (tx) => tx`update public.assignment_rules set enabled = enabled where client_id = ${a}`.then(count),
+  },
+  {
+    table: "assignment_rules",
+    op: "update",
+    target: "other client",
+    allowed: B_OWNER,
+    run: (tx) => tx`update public.assignment_rules set enabled = enabled where client_id = ${b}`.then(count),
   },
 ];
 const ROLLBACK = new Error("rollback");

@@ -79,12 +79,12 @@ test("migrate() is safe when two migrators run at once", async () => {
   });
 });
 
-test("every table in the public schema has row-level security enabled", async () => {
+test("every table in the public and app schemas has row-level security enabled", async () => {
   const tables = await db()<{ name: string; rls: boolean }[]>`
-    select c.relname as name, c.relrowsecurity as rls
+    select n.nspname || '.' || c.relname as name, c.relrowsecurity as rls
     from pg_class c join pg_namespace n on n.oid = c.relnamespace
-    where n.nspname = 'public' and c.relkind in ('r', 'p')`;
-  assert.ok(tables.length >= 5);
+    where n.nspname in ('public', 'app') and c.relkind in ('r', 'p')`;
+  assert.ok(tables.length >= 12);
   assert.deepEqual(tables.filter((t) => !t.rls).map((t) => t.name), [], "tables without RLS");
 });
 

@@ -24,6 +24,12 @@
  *           nothing leaks), the lead gets 404.
  *   noperm  holds "nothing", a custom role with no permissions at all (every template holds *.read).
  * Client B: its owner. Also a platform administrator, and "loner", a user who belongs to no client.
+ *
+ * Lead modules: a catalog industry > category with one product both clients sell and one only A sells; leads
+ * of A owned by agent, team_mate and outside_agent and one of B (explicit owners, unique emails); notes on
+ * the agent's lead (by the agent and by the admin) and on outside_agent's; one API key row per client. On
+ * lead routes the outside_hierarchy check is the manager (team scope) addressing outside_agent's lead.
+ * Probes that a wrong answer would make destructive use fresh rows (newLead, newRule, newApiKey, ...).
  */
 import assert from "node:assert/strict";
 import { apiRoutes } from "../../functions/api/catalog.ts";
@@ -48,10 +54,13 @@ const signIn = sessionToken;
 
 const A = await createClient(uniq("authz-a"), "Client A");
 const B = await createClient(uniq("authz-b"), "Client B");
-await db()`insert into public.roles (client_id, key, name, rank, scope, permissions) values
-  (${A}, 'team_lead', 'Team lead', 30, 'team',
-   ${["hierarchy.read", "members.manage", "members.read", "roles.read"]}::text[]),
-  (${A}, 'nothing', 'Nothing', 60, 'own', '{}'::text[])`;
+// The team lead holds the manager template's permissions plus members.manage, so the escalation guard lets
+// them hand out the agent role.
+await db()`insert into public.roles (client_id, key, name, rank, scope, permissions)
+  select ${A}, 'team_lead', 'Team lead', 30, 'team', permissions || '{members.manage}'
+  from public.roles where client_id = ${A} and key = 'manager'
+  union all
+  select ${A}, 'nothing', 'Nothing', 60, 'own', '{}'::text[]`;
 
 const users = {
   owner: await createUser({ name: "Owner" }),
@@ -172,6 +181,192 @@ async function keepAActive(): Promise<void> {
 
 const ids = (reply: Reply): string[] => reply.body.data.map((row: { id: string }) => row.id);
 const codes = (reply: Reply): string[] => reply.body.data.map((row: { code: string }) => row.code);
+
+// -- Fixtures of the lead modules: catalog, client products, leads, notes, rules, API keys ----------------
+
+async function newIndustry(): Promise<string> {
+  const [row] = await db()<{ id: string }[]>`
+    insert into public.industries (name) values (${uniq("Authz industry")}) returning id`;
+  return row.id;
+}
+async function newCategory(industryId: string): Promise<string> {
+  const [row] = await db()<{ id: string }[]>`
+    insert into public.categories (industry_id, name) values (${industryId}, ${uniq("Authz category")})
+    returning id`;
+  return row.id;
+}
+/** A fresh catalog product, enabled for the given clients. */
+async function newProduct(categoryId: string, enableFor: string[] = []): Promise<string> {
+  const [row] = await db()<{ id: string }[]>`
+    insert into public.products (category_id, name) values (${categoryId}, ${uniq("Authz product")})
+    returning id`;
+  for (const clientId of enableFor) {
+    await db()`insert into public.client_products (client_id, product_id) values (${clientId}, ${row.id})`;
+  }
+  return row.id;
+}
+
+const catalogIndustry = await newIndustry();
+const catalogCategory = await newCategory(catalogIndustry);
+const catalog = {
+  industry: catalogIndustry,
+  category: catalogCategory,
+  /** Sold by both clients. */
+  product: await newProduct(catalogCategory, [A, B]),
+  /** Sold by client A only. */
+  aOnlyProduct: await newProduct(catalogCategory, [A]),
+};
+const freshProduct = (enableFor: string[] = []) => newProduct(catalog.category, enableFor);
+
+type CatalogTable = "industries" | "categories" | "products";
+async function catalogName(table: CatalogTable, id: string): Promise<string | undefined> {
+  const [row] = await db().unsafe<{ name: string }[]>(`select name from public.${table} where id = $1`, [id]);
+  return row?.name;
+}
+async function catalogHasName(table: CatalogTable, name: string): Promise<boolean> {
+  return (await db().unsafe(`select 1 from public.${table} where name = $1`, [name])).length > 0;
+}
+async function isEnabled(clientId: string, productId: string): Promise<boolean> {
+  return (await db()`
+    select 1 from public.client_products where client_id = ${clientId} and product_id = ${productId}`)
+    .length > 0;
+}
+/** The product ids of a catalog tree (GET /catalog). */
+function catalogProducts(reply: Reply): string[] {
+  return reply.body.data.flatMap((industry: { categories: { products: { id: string }[] }[] }) =>
+    industry.categories.flatMap((category) => category.products.map((product) => product.id))
+  );
+}
+const productIds = (reply: Reply): string[] =>
+  reply.body.data.map((row: { product_id: string }) => row.product_id);
+
+/**
+ * A lead of a client owned by the given membership, inserted with the database's rights (the routing trigger
+ * keeps an explicit owner); its unique email keeps it from being anyone's duplicate.
+ */
+async function newLead(owner: string, clientId = A): Promise<{ id: string; email: string }> {
+  const id = crypto.randomUUID();
+  const email = newEmail();
+  await db()`
+    insert into public.leads (id, client_id, source, full_name, email, owner_membership_id)
+    values (${id}, ${clientId}, 'manual', 'Fixture lead', ${email}, ${owner})`;
+  return { id, email };
+}
+async function newNote(leadId: string, authorId: string, clientId = A): Promise<string> {
+  const [row] = await db()<{ id: string }[]>`
+    insert into public.lead_notes (client_id, lead_id, author_id, body)
+    values (${clientId}, ${leadId}, ${authorId}, 'Fixture note') returning id`;
+  return row.id;
+}
+
+const leads = {
+  agent: await newLead(m.agent),
+  team_mate: await newLead(m.team_mate),
+  outside: await newLead(m.outside_agent),
+  b: await newLead(m.b_owner, B),
+};
+const notes = {
+  agent: await newNote(leads.agent.id, users.agent.id),
+  outside: await newNote(leads.outside.id, users.outside_agent.id),
+  /** By the admin, above the manager's part of the hierarchy, on the agent's lead. */
+  byAdmin: await newNote(leads.agent.id, users.admin.id),
+};
+const leadIds = (reply: Reply): string[] => reply.body.data.map((row: { id: string }) => row.id);
+const noteIds = leadIds;
+
+interface LeadState {
+  client_id: string;
+  full_name: string | null;
+  status: string;
+  owner_membership_id: string | null;
+  notes: number;
+}
+async function leadState(id: string): Promise<LeadState> {
+  const [row] = await db()<LeadState[]>`
+    select client_id, full_name, status, owner_membership_id,
+      (select count(*)::int from public.lead_notes n where n.lead_id = l.id) as notes
+    from public.leads l where l.id = ${id}`;
+  return row;
+}
+/** Records a lead's state now; the returned check fails when a refused request changed it. */
+async function leadUnchanged(id: string): Promise<() => Promise<void>> {
+  const before = await leadState(id);
+  return async () => assert.deepEqual(await leadState(id), before, `lead ${id} was changed`);
+}
+/** Client A's leads owned by the given memberships. */
+async function leadsOwnedBy(owners: string[]): Promise<string[]> {
+  const rows = await db()<{ id: string }[]>`
+    select id from public.leads where client_id = ${A} and owner_membership_id = any (${owners}::uuid[])`;
+  return rows.map((row) => row.id).sort();
+}
+async function leadsWithEmail(email: string): Promise<number> {
+  const [row] = await db()<
+    { n: number }[]
+  >`select count(*)::int as n from public.leads where email = ${email}`;
+  return row.n;
+}
+
+/** A fresh assignment rule of client A, for a fresh product A sells. */
+async function newRule(): Promise<string> {
+  const product = await freshProduct([A]);
+  const [row] = await db()<{ id: string }[]>`
+    insert into public.assignment_rules (client_id, product_id, role_keys)
+    values (${A}, ${product}, '{agent}') returning id`;
+  return row.id;
+}
+async function ruleEnabled(id: string): Promise<boolean | undefined> {
+  const [row] = await db()<
+    { enabled: boolean }[]
+  >`select enabled from public.assignment_rules where id = ${id}`;
+  return row?.enabled;
+}
+async function ruleForProduct(clientId: string, productId: string): Promise<boolean> {
+  return (await db()`
+    select 1 from public.assignment_rules where client_id = ${clientId} and product_id = ${productId}`)
+    .length > 0;
+}
+async function isAvailable(membershipId: string): Promise<boolean> {
+  const [row] = await db()<{ available: boolean }[]>`
+    select available from public.memberships where id = ${membershipId}`;
+  return row.available;
+}
+
+/** Every client's default pipeline (sql/0012_leads.sql). */
+const DEFAULT_PIPELINE = [
+  { key: "new", name: "New", position: 10, is_closed: false },
+  { key: "contacted", name: "Contacted", position: 20, is_closed: false },
+  { key: "qualified", name: "Qualified", position: 30, is_closed: false },
+  { key: "won", name: "Won", position: 40, is_closed: true },
+  { key: "lost", name: "Lost", position: 50, is_closed: true },
+];
+async function pipelineOf(clientId: string): Promise<string[]> {
+  const rows = await db()<{ entry: string }[]>`
+    select key || ':' || name as entry from public.lead_statuses where client_id = ${clientId}
+    order by position, key`;
+  return rows.map((row) => row.entry);
+}
+const defaultPipeline = DEFAULT_PIPELINE.map((status) => `${status.key}:${status.name}`);
+
+/** An active API key row of a client (prefix unique, hash random), as the keys service would store it. */
+async function newApiKey(clientId = A): Promise<string> {
+  const [row] = await db()<{ id: string }[]>`
+    insert into app.api_keys (client_id, name, prefix, key_hash)
+    values (${clientId}, 'Authz key', ${uniq("authz")}, ${crypto.getRandomValues(new Uint8Array(32))})
+    returning id`;
+  return row.id;
+}
+const apiKeys = { a: await newApiKey(A), b: await newApiKey(B) };
+async function keyState(id: string): Promise<{ revoked: boolean; replaced: boolean }> {
+  const [row] = await db()<{ revoked: boolean; replaced: boolean }[]>`
+    select revoked_at is not null as revoked, replaced_by is not null as replaced
+    from app.api_keys where id = ${id}`;
+  return row;
+}
+async function keyNamed(clientId: string, name: string): Promise<boolean> {
+  return (await db()`select 1 from app.api_keys where client_id = ${clientId} and name = ${name}`).length > 0;
+}
+const keyIntact = (id: string) => async () =>
+  assert.deepEqual(await keyState(id), { revoked: false, replaced: false }, "the key was changed");
 
 // -- The matrix ----------------------------------------------------------------------------------------
 
@@ -1202,6 +1397,1985 @@ const cases: Record<string, Case> = {
       };
     },
   },
+
+  // -- Product catalog ---------------------------------------------------------------------------------
+  "GET /catalog": {
+    rule: "any signed-in user, even one who belongs to no client (the catalog holds no client data)",
+    other_client: "the global product catalog; it holds no client's rows or ids",
+    outside_hierarchy: "the global product catalog; no row of a reporting hierarchy",
+    no_permission: () => [
+      {
+        label: "a user who belongs to no client reads the catalog",
+        token: t.loner,
+        path: "/catalog",
+        status: 200,
+        verify: (reply) => assert.ok(catalogProducts(reply).includes(catalog.product)),
+      },
+      {
+        label: "A's member without permissions reads the catalog",
+        token: t.noperm,
+        path: "/catalog",
+        status: 200,
+        verify: (reply) => assert.ok(catalogProducts(reply).includes(catalog.product)),
+      },
+    ],
+    allowed: () => ({
+      label: "A's viewer reads the catalog",
+      token: t.viewer,
+      path: "/catalog",
+      status: 200,
+      verify: (reply) => assert.ok(catalogProducts(reply).includes(catalog.aOnlyProduct)),
+    }),
+  },
+
+  "GET /industries": {
+    rule: "any signed-in user, even one who belongs to no client (the catalog holds no client data)",
+    other_client: "the global product catalog; it holds no client's rows or ids",
+    outside_hierarchy: "the global product catalog; no row of a reporting hierarchy",
+    no_permission: () => [{
+      label: "a user who belongs to no client lists industries",
+      token: t.loner,
+      path: "/industries",
+      status: 200,
+      verify: (reply) => assert.ok(Array.isArray(reply.body.data) && reply.body.data.length > 0),
+    }],
+    allowed: () => ({
+      label: "A's viewer lists industries",
+      token: t.viewer,
+      path: "/industries?limit=200",
+      status: 200,
+      verify: (reply) => assert.ok(Array.isArray(reply.body.data) && reply.body.data.length > 0),
+    }),
+  },
+
+  "GET /industries/{industryId}": {
+    rule: "any signed-in user, even one who belongs to no client (the catalog holds no client data)",
+    other_client: "the global product catalog; it holds no client's rows or ids",
+    outside_hierarchy: "the global product catalog; no row of a reporting hierarchy",
+    no_permission: () => [{
+      label: "a user who belongs to no client reads an industry",
+      token: t.loner,
+      path: `/industries/${catalog.industry}`,
+      status: 200,
+      verify: (reply) => assert.equal(reply.body.id, catalog.industry),
+    }],
+    allowed: () => ({
+      label: "A's viewer reads an industry",
+      token: t.viewer,
+      path: `/industries/${catalog.industry}`,
+      status: 200,
+      verify: (reply) => assert.equal(reply.body.id, catalog.industry),
+    }),
+  },
+
+  "POST /industries": {
+    rule: "platform administrators only (the handler refuses everyone else, and so do the policies)",
+    other_client: "the global product catalog; it holds no client's rows or ids",
+    outside_hierarchy: "the global product catalog; no row of a reporting hierarchy",
+    no_permission: () => {
+      const name = uniq("Refused industry");
+      const intact = async () => assert.ok(!await catalogHasName("industries", name), "it was created");
+      return [
+        {
+          label: "client A's owner (not a platform administrator) creates an industry",
+          token: t.owner,
+          path: "/industries",
+          body: { name },
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+        {
+          label: "a user who belongs to no client creates an industry",
+          token: t.loner,
+          path: "/industries",
+          body: { name },
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+      ];
+    },
+    allowed: () => {
+      const name = uniq("Authz industry");
+      return {
+        label: "the platform administrator creates an industry",
+        token: t.platform,
+        path: "/industries",
+        body: { name },
+        status: 201,
+        verify: (reply) => assert.equal(reply.body.name, name),
+      };
+    },
+  },
+
+  "PATCH /industries/{industryId}": {
+    rule: "platform administrators only (the handler refuses everyone else, and so do the policies)",
+    other_client: "the global product catalog; it holds no client's rows or ids",
+    outside_hierarchy: "the global product catalog; no row of a reporting hierarchy",
+    no_permission: async () => {
+      const id = await newIndustry();
+      const name = await catalogName("industries", id);
+      return [{
+        label: "client A's owner renames an industry",
+        token: t.owner,
+        path: `/industries/${id}`,
+        body: { name: uniq("Hijacked") },
+        status: 403,
+        code: "permission_denied",
+        intact: async () => assert.equal(await catalogName("industries", id), name),
+      }];
+    },
+    allowed: async () => {
+      const id = await newIndustry();
+      const name = uniq("Renamed industry");
+      return {
+        label: "the platform administrator renames a fresh industry",
+        token: t.platform,
+        path: `/industries/${id}`,
+        body: { name },
+        status: 200,
+        verify: (reply) => assert.equal(reply.body.name, name),
+      };
+    },
+  },
+
+  "DELETE /industries/{industryId}": {
+    rule: "platform administrators only (the handler refuses everyone else, and so do the policies)",
+    other_client: "the global product catalog; it holds no client's rows or ids",
+    outside_hierarchy: "the global product catalog; no row of a reporting hierarchy",
+    no_permission: async () => {
+      const id = await newIndustry();
+      return [{
+        label: "client A's owner deletes an empty industry",
+        token: t.owner,
+        path: `/industries/${id}`,
+        status: 403,
+        code: "permission_denied",
+        intact: async () => assert.ok(await catalogName("industries", id), "the industry was deleted"),
+      }];
+    },
+    allowed: async () => {
+      const id = await newIndustry();
+      return {
+        label: "the platform administrator deletes a fresh empty industry",
+        token: t.platform,
+        path: `/industries/${id}`,
+        status: 204,
+        verify: async () => assert.equal(await catalogName("industries", id), undefined),
+      };
+    },
+  },
+
+  "GET /industries/{industryId}/categories": {
+    rule: "any signed-in user, even one who belongs to no client (the catalog holds no client data)",
+    other_client: "the global product catalog; it holds no client's rows or ids",
+    outside_hierarchy: "the global product catalog; no row of a reporting hierarchy",
+    no_permission: () => [{
+      label: "a user who belongs to no client lists an industry's categories",
+      token: t.loner,
+      path: `/industries/${catalog.industry}/categories`,
+      status: 200,
+      verify: (reply) => assert.deepEqual(ids(reply), [catalog.category]),
+    }],
+    allowed: () => ({
+      label: "A's viewer lists an industry's categories",
+      token: t.viewer,
+      path: `/industries/${catalog.industry}/categories`,
+      status: 200,
+      verify: (reply) => assert.deepEqual(ids(reply), [catalog.category]),
+    }),
+  },
+
+  "POST /industries/{industryId}/categories": {
+    rule: "platform administrators only (the handler refuses everyone else, and so do the policies)",
+    other_client: "the global product catalog; it holds no client's rows or ids",
+    outside_hierarchy: "the global product catalog; no row of a reporting hierarchy",
+    no_permission: () => {
+      const name = uniq("Refused category");
+      return [{
+        label: "client A's owner creates a category",
+        token: t.owner,
+        path: `/industries/${catalog.industry}/categories`,
+        body: { name },
+        status: 403,
+        code: "permission_denied",
+        intact: async () => assert.ok(!await catalogHasName("categories", name), "it was created"),
+      }];
+    },
+    allowed: async () => {
+      const industry = await newIndustry();
+      const name = uniq("Authz category");
+      return {
+        label: "the platform administrator creates a category in a fresh industry",
+        token: t.platform,
+        path: `/industries/${industry}/categories`,
+        body: { name },
+        status: 201,
+        verify: (reply) => assert.equal(reply.body.industry_id, industry),
+      };
+    },
+  },
+
+  "GET /categories/{categoryId}": {
+    rule: "any signed-in user, even one who belongs to no client (the catalog holds no client data)",
+    other_client: "the global product catalog; it holds no client's rows or ids",
+    outside_hierarchy: "the global product catalog; no row of a reporting hierarchy",
+    no_permission: () => [{
+      label: "a user who belongs to no client reads a category",
+      token: t.loner,
+      path: `/categories/${catalog.category}`,
+      status: 200,
+      verify: (reply) => assert.equal(reply.body.id, catalog.category),
+    }],
+    allowed: () => ({
+      label: "A's viewer reads a category",
+      token: t.viewer,
+      path: `/categories/${catalog.category}`,
+      status: 200,
+      verify: (reply) => assert.equal(reply.body.industry_id, catalog.industry),
+    }),
+  },
+
+  "PATCH /categories/{categoryId}": {
+    rule: "platform administrators only (the handler refuses everyone else, and so do the policies)",
+    other_client: "the global product catalog; it holds no client's rows or ids",
+    outside_hierarchy: "the global product catalog; no row of a reporting hierarchy",
+    no_permission: async () => {
+      const id = await newCategory(catalog.industry);
+      const name = await catalogName("categories", id);
+      return [{
+        label: "client A's owner renames a category",
+        token: t.owner,
+        path: `/categories/${id}`,
+        body: { name: uniq("Hijacked") },
+        status: 403,
+        code: "permission_denied",
+        intact: async () => assert.equal(await catalogName("categories", id), name),
+      }];
+    },
+    allowed: async () => {
+      const id = await newCategory(catalog.industry);
+      const name = uniq("Renamed category");
+      return {
+        label: "the platform administrator renames a fresh category",
+        token: t.platform,
+        path: `/categories/${id}`,
+        body: { name },
+        status: 200,
+        verify: (reply) => assert.equal(reply.body.name, name),
+      };
+    },
+  },
+
+  "DELETE /categories/{categoryId}": {
+    rule: "platform administrators only (the handler refuses everyone else, and so do the policies)",
+    other_client: "the global product catalog; it holds no client's rows or ids",
+    outside_hierarchy: "the global product catalog; no row of a reporting hierarchy",
+    no_permission: async () => {
+      const id = await newCategory(catalog.industry);
+      return [{
+        label: "client A's owner deletes an empty category",
+        token: t.owner,
+        path: `/categories/${id}`,
+        status: 403,
+        code: "permission_denied",
+        intact: async () => assert.ok(await catalogName("categories", id), "the category was deleted"),
+      }];
+    },
+    allowed: async () => {
+      const id = await newCategory(catalog.industry);
+      return {
+        label: "the platform administrator deletes a fresh empty category",
+        token: t.platform,
+        path: `/categories/${id}`,
+        status: 204,
+        verify: async () => assert.equal(await catalogName("categories", id), undefined),
+      };
+    },
+  },
+
+  "GET /categories/{categoryId}/products": {
+    rule: "any signed-in user, even one who belongs to no client (the catalog holds no client data)",
+    other_client: "the global product catalog; it holds no client's rows or ids",
+    outside_hierarchy: "the global product catalog; no row of a reporting hierarchy",
+    no_permission: () => [{
+      label: "a user who belongs to no client lists a category's products",
+      token: t.loner,
+      path: `/categories/${catalog.category}/products?limit=200`,
+      status: 200,
+      verify: (reply) => assert.ok(ids(reply).includes(catalog.product)),
+    }],
+    allowed: () => ({
+      label: "A's viewer lists a category's products",
+      token: t.viewer,
+      path: `/categories/${catalog.category}/products?limit=200`,
+      status: 200,
+      verify: (reply) => assert.ok(ids(reply).includes(catalog.aOnlyProduct)),
+    }),
+  },
+
+  "POST /categories/{categoryId}/products": {
+    rule: "platform administrators only (the handler refuses everyone else, and so do the policies)",
+    other_client: "the global product catalog; it holds no client's rows or ids",
+    outside_hierarchy: "the global product catalog; no row of a reporting hierarchy",
+    no_permission: () => {
+      const name = uniq("Refused product");
+      return [{
+        label: "client A's owner creates a product",
+        token: t.owner,
+        path: `/categories/${catalog.category}/products`,
+        body: { name },
+        status: 403,
+        code: "permission_denied",
+        intact: async () => assert.ok(!await catalogHasName("products", name), "it was created"),
+      }];
+    },
+    allowed: () => {
+      const name = uniq("Authz product");
+      return {
+        label: "the platform administrator creates a product",
+        token: t.platform,
+        path: `/categories/${catalog.category}/products`,
+        body: { name },
+        status: 201,
+        verify: (reply) => assert.equal(reply.body.category_id, catalog.category),
+      };
+    },
+  },
+
+  "GET /products/{productId}": {
+    rule: "any signed-in user, even one who belongs to no client (the catalog holds no client data)",
+    other_client: "the global product catalog; it holds no client's rows or ids",
+    outside_hierarchy: "the global product catalog; no row of a reporting hierarchy",
+    no_permission: () => [{
+      label: "a user who belongs to no client reads a product",
+      token: t.loner,
+      path: `/products/${catalog.product}`,
+      status: 200,
+      verify: (reply) => assert.equal(reply.body.id, catalog.product),
+    }],
+    allowed: () => ({
+      label: "A's viewer reads a product",
+      token: t.viewer,
+      path: `/products/${catalog.aOnlyProduct}`,
+      status: 200,
+      verify: (reply) => assert.equal(reply.body.id, catalog.aOnlyProduct),
+    }),
+  },
+
+  "PATCH /products/{productId}": {
+    rule: "platform administrators only (the handler refuses everyone else, and so do the policies)",
+    other_client: "the global product catalog; it holds no client's rows or ids",
+    outside_hierarchy: "the global product catalog; no row of a reporting hierarchy",
+    no_permission: async () => {
+      const id = await freshProduct([A]);
+      const name = await catalogName("products", id);
+      return [{
+        label: "client A's owner renames a product A sells",
+        token: t.owner,
+        path: `/products/${id}`,
+        body: { name: uniq("Hijacked") },
+        status: 403,
+        code: "permission_denied",
+        intact: async () => assert.equal(await catalogName("products", id), name),
+      }];
+    },
+    allowed: async () => {
+      const id = await freshProduct();
+      const name = uniq("Renamed product");
+      return {
+        label: "the platform administrator renames a fresh product",
+        token: t.platform,
+        path: `/products/${id}`,
+        body: { name },
+        status: 200,
+        verify: (reply) => assert.equal(reply.body.name, name),
+      };
+    },
+  },
+
+  "DELETE /products/{productId}": {
+    rule: "platform administrators only (the handler refuses everyone else, and so do the policies)",
+    other_client: "the global product catalog; it holds no client's rows or ids",
+    outside_hierarchy: "the global product catalog; no row of a reporting hierarchy",
+    no_permission: async () => {
+      const id = await freshProduct();
+      return [{
+        label: "client A's owner deletes a product no client sells",
+        token: t.owner,
+        path: `/products/${id}`,
+        status: 403,
+        code: "permission_denied",
+        intact: async () => assert.ok(await catalogName("products", id), "the product was deleted"),
+      }];
+    },
+    allowed: async () => {
+      const id = await freshProduct();
+      return {
+        label: "the platform administrator deletes a fresh product",
+        token: t.platform,
+        path: `/products/${id}`,
+        status: 204,
+        verify: async () => assert.equal(await catalogName("products", id), undefined),
+      };
+    },
+  },
+
+  // -- A client's products -----------------------------------------------------------------------------
+  "GET /clients/{clientId}/products": {
+    rule: "any member of the client, whatever their role (no permission); anyone else gets 404",
+    other_client: () => [
+      {
+        label: "B's owner lists A's products",
+        token: t.b_owner,
+        path: `/clients/${A}/products`,
+        status: 404,
+        code: "client_not_found",
+      },
+      {
+        label: "B's owner lists B's products: the shared one, not the one only A sells",
+        token: t.b_owner,
+        path: `/clients/${B}/products?limit=200`,
+        status: 200,
+        verify: (reply) => {
+          assert.ok(productIds(reply).includes(catalog.product));
+          assert.ok(!productIds(reply).includes(catalog.aOnlyProduct), "A's product leaks into B's list");
+          assert.ok(reply.body.data.every((row: { client_id: string }) => row.client_id === B));
+        },
+      },
+    ],
+    outside_hierarchy: "what a client sells is client-wide; no row of the reporting hierarchy",
+    no_permission: () => [
+      {
+        label: "a member of A with no permissions lists A's products (membership is the rule)",
+        token: t.noperm,
+        path: `/clients/${A}/products?limit=200`,
+        status: 200,
+        verify: (reply) => assert.ok(productIds(reply).includes(catalog.aOnlyProduct)),
+      },
+      {
+        label: "a user who belongs to no client lists A's products",
+        token: t.loner,
+        path: `/clients/${A}/products`,
+        status: 404,
+        code: "client_not_found",
+      },
+    ],
+    allowed: () => ({
+      label: "A's viewer lists A's products",
+      token: t.viewer,
+      path: `/clients/${A}/products?limit=200`,
+      status: 200,
+      verify: (reply) => {
+        assert.ok(
+          productIds(reply).includes(catalog.product) && productIds(reply).includes(catalog.aOnlyProduct),
+        );
+      },
+    }),
+  },
+
+  "PUT /clients/{clientId}/products/{productId}": {
+    other_client: async () => {
+      const product = await freshProduct();
+      return [{
+        label: "B's owner enables a product for client A",
+        token: t.b_owner,
+        path: `/clients/${A}/products/${product}`,
+        status: 404,
+        code: "client_not_found",
+        intact: async () => assert.ok(!await isEnabled(A, product), "the product was enabled for A"),
+      }];
+    },
+    outside_hierarchy: "what a client sells is client-wide; no row of the reporting hierarchy",
+    no_permission: async () => {
+      const product = await freshProduct();
+      const intact = async () => assert.ok(!await isEnabled(A, product), "the product was enabled");
+      return [
+        {
+          label: "A's manager (no products.manage) enables a product",
+          token: t.manager,
+          path: `/clients/${A}/products/${product}`,
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+        {
+          label: "A's viewer enables a product",
+          token: t.viewer,
+          path: `/clients/${A}/products/${product}`,
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+      ];
+    },
+    allowed: async () => {
+      const product = await freshProduct();
+      return {
+        label: "A's admin enables a fresh product",
+        token: t.admin,
+        path: `/clients/${A}/products/${product}`,
+        status: 200,
+        verify: async (reply) => {
+          assert.equal(reply.body.product_id, product);
+          assert.ok(await isEnabled(A, product));
+        },
+      };
+    },
+  },
+
+  "DELETE /clients/{clientId}/products/{productId}": {
+    other_client: async () => {
+      const product = await freshProduct([A]);
+      const intact = async () => assert.ok(await isEnabled(A, product), "A's product was disabled");
+      return [
+        {
+          label: "B's owner disables a product client A sells",
+          token: t.b_owner,
+          path: `/clients/${A}/products/${product}`,
+          status: 404,
+          code: "client_not_found",
+          intact,
+        },
+        {
+          label: "B's owner disables, through B's path, a product only A sells",
+          token: t.b_owner,
+          path: `/clients/${B}/products/${product}`,
+          status: 404,
+          code: "product_not_enabled",
+          intact,
+        },
+      ];
+    },
+    outside_hierarchy: "what a client sells is client-wide; no row of the reporting hierarchy",
+    no_permission: async () => {
+      const product = await freshProduct([A]);
+      const intact = async () => assert.ok(await isEnabled(A, product), "the product was disabled");
+      return [
+        {
+          label: "A's manager (no products.manage) disables a product",
+          token: t.manager,
+          path: `/clients/${A}/products/${product}`,
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+        {
+          label: "A's viewer disables a product",
+          token: t.viewer,
+          path: `/clients/${A}/products/${product}`,
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+      ];
+    },
+    allowed: async () => {
+      const product = await freshProduct([A]);
+      return {
+        label: "A's admin disables a fresh product without leads",
+        token: t.admin,
+        path: `/clients/${A}/products/${product}`,
+        status: 204,
+        verify: async () => assert.ok(!await isEnabled(A, product)),
+      };
+    },
+  },
+
+  // -- Leads -------------------------------------------------------------------------------------------
+  "GET /clients/{clientId}/leads": {
+    other_client: () => [
+      {
+        label: "B's owner lists A's leads",
+        token: t.b_owner,
+        path: `/clients/${A}/leads`,
+        status: 404,
+        code: "client_not_found",
+      },
+      {
+        label: "B's owner lists B's leads: 200 without any of A's",
+        token: t.b_owner,
+        path: `/clients/${B}/leads?limit=200`,
+        status: 200,
+        verify: (reply) => {
+          assert.ok(leadIds(reply).includes(leads.b.id));
+          assert.ok(reply.body.data.every((row: { client_id: string }) => row.client_id === B), "A leaks");
+        },
+      },
+    ],
+    outside_hierarchy: () => [
+      {
+        label: "A's manager lists leads (visibility index): exactly their team's, not outside_agent's",
+        token: t.manager,
+        path: `/clients/${A}/leads?limit=200`,
+        status: 200,
+        verify: async (reply) => {
+          assert.ok(!leadIds(reply).includes(leads.outside.id), "outside_agent's lead leaks");
+          assert.deepEqual(leadIds(reply).sort(), await leadsOwnedBy(await teamOf(m.manager)));
+        },
+      },
+      {
+        label: "A's manager lists leads with a filter (row-level security path): not outside_agent's",
+        token: t.manager,
+        path: `/clients/${A}/leads?limit=200&duplicates=exclude`,
+        status: 200,
+        verify: (reply) => {
+          assert.ok(!leadIds(reply).includes(leads.outside.id), "outside_agent's lead leaks");
+          assert.ok(leadIds(reply).includes(leads.agent.id) && leadIds(reply).includes(leads.team_mate.id));
+        },
+      },
+      {
+        label: "A's manager filters by owner=outside_agent: an empty page",
+        token: t.manager,
+        path: `/clients/${A}/leads?owner=${m.outside_agent}`,
+        status: 200,
+        verify: (reply) => assert.deepEqual(leadIds(reply), []),
+      },
+    ],
+    no_permission: () => [{
+      label: "A's member without permissions lists leads",
+      token: t.noperm,
+      path: `/clients/${A}/leads`,
+      status: 403,
+      code: "permission_denied",
+    }],
+    allowed: () => ({
+      label: "A's admin lists every lead of A",
+      token: t.admin,
+      path: `/clients/${A}/leads?limit=200`,
+      status: 200,
+      verify: (reply) => {
+        for (const lead of [leads.agent, leads.team_mate, leads.outside]) {
+          assert.ok(leadIds(reply).includes(lead.id));
+        }
+        assert.ok(!leadIds(reply).includes(leads.b.id));
+      },
+    }),
+  },
+
+  "GET /clients/{clientId}/leads/export.csv": {
+    other_client: () => [{
+      label: "B's owner exports A's leads",
+      token: t.b_owner,
+      path: `/clients/${A}/leads/export.csv`,
+      status: 404,
+      code: "client_not_found",
+    }],
+    outside_hierarchy: () => [{
+      label: "A's manager exports: their team's leads, not outside_agent's",
+      token: t.manager,
+      path: `/clients/${A}/leads/export.csv`,
+      status: 200,
+      verify: (reply) => {
+        const csv = String(reply.body);
+        assert.ok(csv.includes(leads.agent.id), "the team's lead is exported");
+        assert.ok(!csv.includes(leads.outside.id), "outside_agent's lead leaks into the export");
+      },
+    }],
+    no_permission: () => [
+      {
+        label: "A's agent (no leads.export) exports",
+        token: t.agent,
+        path: `/clients/${A}/leads/export.csv`,
+        status: 403,
+        code: "permission_denied",
+      },
+      {
+        label: "A's viewer exports",
+        token: t.viewer,
+        path: `/clients/${A}/leads/export.csv`,
+        status: 403,
+        code: "permission_denied",
+      },
+    ],
+    allowed: () => ({
+      label: "A's admin exports every lead of A",
+      token: t.admin,
+      path: `/clients/${A}/leads/export.csv`,
+      status: 200,
+      verify: (reply) => {
+        const csv = String(reply.body);
+        assert.ok(csv.includes(leads.outside.id) && csv.includes(leads.agent.id));
+        assert.ok(!csv.includes(leads.b.id), "B's lead leaks into A's export");
+      },
+    }),
+  },
+
+  "GET /clients/{clientId}/leads/{leadId}": {
+    other_client: () => [
+      {
+        label: "B's owner reads A's lead through client A's path",
+        token: t.b_owner,
+        path: `/clients/${A}/leads/${leads.agent.id}`,
+        status: 404,
+        code: "client_not_found",
+      },
+      {
+        label: "B's owner reads A's lead through client B's path",
+        token: t.b_owner,
+        path: `/clients/${B}/leads/${leads.agent.id}`,
+        status: 404,
+        code: "lead_not_found",
+      },
+      {
+        label: "A's admin (client scope) reads B's lead through client A's path",
+        token: t.admin,
+        path: `/clients/${A}/leads/${leads.b.id}`,
+        status: 404,
+        code: "lead_not_found",
+      },
+    ],
+    outside_hierarchy: () => [
+      {
+        label: "A's manager reads outside_agent's lead",
+        token: t.manager,
+        path: `/clients/${A}/leads/${leads.outside.id}`,
+        status: 404,
+        code: "lead_not_found",
+      },
+      {
+        label: "A's agent (own scope) reads their team mate's lead",
+        token: t.agent,
+        path: `/clients/${A}/leads/${leads.team_mate.id}`,
+        status: 404,
+        code: "lead_not_found",
+      },
+    ],
+    no_permission: () => [{
+      label: "A's member without permissions reads a lead",
+      token: t.noperm,
+      path: `/clients/${A}/leads/${leads.agent.id}`,
+      status: 403,
+      code: "permission_denied",
+    }],
+    allowed: () => ({
+      label: "A's manager reads their agent's lead",
+      token: t.manager,
+      path: `/clients/${A}/leads/${leads.agent.id}`,
+      status: 200,
+      verify: (reply) => assert.equal(reply.body.id, leads.agent.id),
+    }),
+  },
+
+  "POST /clients/{clientId}/leads": {
+    other_client: () => {
+      const email = newEmail();
+      return [
+        {
+          label: "B's owner enters a lead into client A",
+          token: t.b_owner,
+          path: `/clients/${A}/leads`,
+          body: { full_name: "Intruder", email },
+          status: 404,
+          code: "client_not_found",
+          intact: async () => assert.equal(await leadsWithEmail(email), 0, "a lead was stored"),
+        },
+        {
+          label: "B's owner enters into B a lead with the email of an A lead: not linked to it",
+          token: t.b_owner,
+          path: `/clients/${B}/leads`,
+          body: { full_name: "Same person", email: leads.agent.email },
+          status: 201,
+          verify: (reply) => {
+            assert.equal(reply.body.client_id, B);
+            assert.equal(reply.body.duplicate_of, null, "deduplicated against client A's lead");
+          },
+        },
+      ];
+    },
+    outside_hierarchy: () => [{
+      label: "A's manager enters a duplicate of outside_agent's lead: 201 with its id only (the stated rule)",
+      token: t.manager,
+      path: `/clients/${A}/leads`,
+      body: { full_name: "Same person", email: leads.outside.email },
+      status: 201,
+      verify: async (reply) => {
+        assert.deepEqual(Object.keys(reply.body).sort(), ["id", "visible"], "only the id is shown");
+        assert.equal(reply.body.visible, false);
+        const [stored] = await db()<{ duplicate_of: string; owner_membership_id: string }[]>`
+          select duplicate_of, owner_membership_id from public.leads where id = ${reply.body.id}`;
+        assert.deepEqual(stored, { duplicate_of: leads.outside.id, owner_membership_id: m.outside_agent });
+      },
+    }],
+    no_permission: () => {
+      const email = newEmail();
+      const intact = async () => assert.equal(await leadsWithEmail(email), 0, "a lead was stored");
+      return [
+        {
+          label: "A's agent (no leads.create) enters a lead",
+          token: t.agent,
+          path: `/clients/${A}/leads`,
+          body: { full_name: "New", email },
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+        {
+          label: "A's viewer enters a lead",
+          token: t.viewer,
+          path: `/clients/${A}/leads`,
+          body: { full_name: "New", email },
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+      ];
+    },
+    allowed: () => {
+      const email = newEmail();
+      return {
+        label: "A's admin enters a lead",
+        token: t.admin,
+        path: `/clients/${A}/leads`,
+        body: { full_name: "New lead", email },
+        status: 201,
+        verify: (reply) => {
+          assert.equal(reply.body.client_id, A);
+          assert.equal(reply.body.email, email);
+        },
+      };
+    },
+  },
+
+  "PATCH /clients/{clientId}/leads/{leadId}": {
+    other_client: async () => {
+      const lead = await newLead(m.agent);
+      const intact = await leadUnchanged(lead.id);
+      const bIntact = await leadUnchanged(leads.b.id);
+      return [
+        {
+          label: "B's owner edits A's lead through client A's path",
+          token: t.b_owner,
+          path: `/clients/${A}/leads/${lead.id}`,
+          body: { full_name: "Hijacked" },
+          status: 404,
+          code: "client_not_found",
+          intact,
+        },
+        {
+          label: "B's owner edits A's lead through client B's path",
+          token: t.b_owner,
+          path: `/clients/${B}/leads/${lead.id}`,
+          body: { full_name: "Hijacked" },
+          status: 404,
+          code: "lead_not_found",
+          intact,
+        },
+        {
+          label: "A's admin (client scope) edits B's lead through client A's path",
+          token: t.admin,
+          path: `/clients/${A}/leads/${leads.b.id}`,
+          body: { full_name: "Hijacked" },
+          status: 404,
+          code: "lead_not_found",
+          intact: bIntact,
+        },
+      ];
+    },
+    outside_hierarchy: async () => {
+      const outside = await newLead(m.outside_agent);
+      const mate = await newLead(m.team_mate);
+      return [
+        {
+          label: "A's manager edits outside_agent's lead",
+          token: t.manager,
+          path: `/clients/${A}/leads/${outside.id}`,
+          body: { full_name: "Hijacked" },
+          status: 404,
+          code: "lead_not_found",
+          intact: await leadUnchanged(outside.id),
+        },
+        {
+          label: "A's agent (own scope) edits their team mate's lead",
+          token: t.agent,
+          path: `/clients/${A}/leads/${mate.id}`,
+          body: { full_name: "Hijacked" },
+          status: 404,
+          code: "lead_not_found",
+          intact: await leadUnchanged(mate.id),
+        },
+      ];
+    },
+    no_permission: async () => {
+      const lead = await newLead(m.agent);
+      const intact = await leadUnchanged(lead.id);
+      return [
+        {
+          label: "A's viewer (no leads.update) edits a lead",
+          token: t.viewer,
+          path: `/clients/${A}/leads/${lead.id}`,
+          body: { full_name: "Changed" },
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+        {
+          label: "A's member without permissions edits a lead",
+          token: t.noperm,
+          path: `/clients/${A}/leads/${lead.id}`,
+          body: { full_name: "Changed" },
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+      ];
+    },
+    allowed: async () => {
+      const lead = await newLead(m.agent);
+      return {
+        label: "A's agent edits their own lead",
+        token: t.agent,
+        path: `/clients/${A}/leads/${lead.id}`,
+        body: { full_name: "Corrected" },
+        status: 200,
+        verify: (reply) => assert.equal(reply.body.full_name, "Corrected"),
+      };
+    },
+  },
+
+  "POST /clients/{clientId}/leads/{leadId}/status": {
+    other_client: async () => {
+      const lead = await newLead(m.agent);
+      const intact = await leadUnchanged(lead.id);
+      return [
+        {
+          label: "B's owner moves A's lead through client A's path",
+          token: t.b_owner,
+          path: `/clients/${A}/leads/${lead.id}/status`,
+          body: { status: "lost" },
+          status: 404,
+          code: "client_not_found",
+          intact,
+        },
+        {
+          label: "B's owner moves A's lead through client B's path",
+          token: t.b_owner,
+          path: `/clients/${B}/leads/${lead.id}/status`,
+          body: { status: "lost" },
+          status: 404,
+          code: "lead_not_found",
+          intact,
+        },
+      ];
+    },
+    outside_hierarchy: async () => {
+      const outside = await newLead(m.outside_agent);
+      const mate = await newLead(m.team_mate);
+      return [
+        {
+          label: "A's manager moves outside_agent's lead",
+          token: t.manager,
+          path: `/clients/${A}/leads/${outside.id}/status`,
+          body: { status: "lost" },
+          status: 404,
+          code: "lead_not_found",
+          intact: await leadUnchanged(outside.id),
+        },
+        {
+          label: "A's manager moves outside_agent's lead to an unknown status: still 404, not 422",
+          token: t.manager,
+          path: `/clients/${A}/leads/${outside.id}/status`,
+          body: { status: "no_such_status" },
+          status: 404,
+          code: "lead_not_found",
+          intact: await leadUnchanged(outside.id),
+        },
+        {
+          label: "A's agent (own scope) moves their team mate's lead",
+          token: t.agent,
+          path: `/clients/${A}/leads/${mate.id}/status`,
+          body: { status: "lost" },
+          status: 404,
+          code: "lead_not_found",
+          intact: await leadUnchanged(mate.id),
+        },
+      ];
+    },
+    no_permission: async () => {
+      const lead = await newLead(m.agent);
+      const intact = await leadUnchanged(lead.id);
+      return [
+        {
+          label: "A's viewer (no leads.update) moves a lead",
+          token: t.viewer,
+          path: `/clients/${A}/leads/${lead.id}/status`,
+          body: { status: "contacted" },
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+        {
+          label: "A's member without permissions moves a lead",
+          token: t.noperm,
+          path: `/clients/${A}/leads/${lead.id}/status`,
+          body: { status: "contacted" },
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+      ];
+    },
+    allowed: async () => {
+      const lead = await newLead(m.agent);
+      return {
+        label: "A's agent moves their own lead to contacted",
+        token: t.agent,
+        path: `/clients/${A}/leads/${lead.id}/status`,
+        body: { status: "contacted" },
+        status: 200,
+        verify: (reply) => assert.equal(reply.body.status, "contacted"),
+      };
+    },
+  },
+
+  "POST /clients/{clientId}/leads/{leadId}/assign": {
+    other_client: async () => {
+      const lead = await newLead(m.agent);
+      const intact = await leadUnchanged(lead.id);
+      return [
+        {
+          label: "B's owner reassigns A's lead through client A's path",
+          token: t.b_owner,
+          path: `/clients/${A}/leads/${lead.id}/assign`,
+          body: { membership_id: m.team_mate },
+          status: 404,
+          code: "client_not_found",
+          intact,
+        },
+        {
+          label: "B's owner gives A's lead to themselves through client B's path",
+          token: t.b_owner,
+          path: `/clients/${B}/leads/${lead.id}/assign`,
+          body: { membership_id: m.b_owner },
+          status: 404,
+          code: "lead_not_found",
+          intact,
+        },
+        {
+          label: "A's admin gives A's lead to B's owner's membership: the same 422 as for an unknown id",
+          token: t.admin,
+          path: `/clients/${A}/leads/${lead.id}/assign`,
+          body: { membership_id: m.b_owner },
+          status: 422,
+          code: "validation_failed",
+          verify: (reply) => assert.equal(reply.body.errors[0].code, "member_not_found"),
+          intact,
+        },
+        {
+          label: "(reference) the same with a random membership id",
+          token: t.admin,
+          path: `/clients/${A}/leads/${lead.id}/assign`,
+          body: { membership_id: crypto.randomUUID() },
+          status: 422,
+          code: "validation_failed",
+          verify: (reply) => assert.equal(reply.body.errors[0].code, "member_not_found"),
+          intact,
+        },
+      ];
+    },
+    outside_hierarchy: async () => {
+      const outside = await newLead(m.outside_agent);
+      const own = await newLead(m.agent);
+      const ownIntact = await leadUnchanged(own.id);
+      return [
+        {
+          label: "A's manager takes outside_agent's lead into their team",
+          token: t.manager,
+          path: `/clients/${A}/leads/${outside.id}/assign`,
+          body: { membership_id: m.agent },
+          status: 404,
+          code: "lead_not_found",
+          intact: await leadUnchanged(outside.id),
+        },
+        {
+          label: "A's manager gives their team's lead to outside_agent: 403 (the route's stated answer)",
+          token: t.manager,
+          path: `/clients/${A}/leads/${own.id}/assign`,
+          body: { membership_id: m.outside_agent },
+          status: 403,
+          code: "assignee_outside_scope",
+          intact: ownIntact,
+        },
+        {
+          label: "(reference) the same with a random membership id: the same 403",
+          token: t.manager,
+          path: `/clients/${A}/leads/${own.id}/assign`,
+          body: { membership_id: crypto.randomUUID() },
+          status: 403,
+          code: "assignee_outside_scope",
+          intact: ownIntact,
+        },
+      ];
+    },
+    no_permission: async () => {
+      const lead = await newLead(m.agent);
+      const intact = await leadUnchanged(lead.id);
+      return [
+        {
+          label: "A's agent (no leads.assign) gives their own lead to their team mate",
+          token: t.agent,
+          path: `/clients/${A}/leads/${lead.id}/assign`,
+          body: { membership_id: m.team_mate },
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+        {
+          label: "A's viewer reassigns a lead",
+          token: t.viewer,
+          path: `/clients/${A}/leads/${lead.id}/assign`,
+          body: { membership_id: m.team_mate },
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+      ];
+    },
+    allowed: async () => {
+      const lead = await newLead(m.agent);
+      return {
+        label: "A's manager gives their agent's lead to the team mate",
+        token: t.manager,
+        path: `/clients/${A}/leads/${lead.id}/assign`,
+        body: { membership_id: m.team_mate },
+        status: 200,
+        verify: (reply) => assert.equal(reply.body.owner_membership_id, m.team_mate),
+      };
+    },
+  },
+
+  "GET /clients/{clientId}/leads/{leadId}/notes": {
+    other_client: () => [
+      {
+        label: "B's owner reads the notes of A's lead through client A's path",
+        token: t.b_owner,
+        path: `/clients/${A}/leads/${leads.agent.id}/notes`,
+        status: 404,
+        code: "client_not_found",
+      },
+      {
+        label: "B's owner reads the notes of A's lead through client B's path",
+        token: t.b_owner,
+        path: `/clients/${B}/leads/${leads.agent.id}/notes`,
+        status: 404,
+        code: "lead_not_found",
+      },
+    ],
+    outside_hierarchy: () => [
+      {
+        label: "A's manager reads the notes of outside_agent's lead",
+        token: t.manager,
+        path: `/clients/${A}/leads/${leads.outside.id}/notes`,
+        status: 404,
+        code: "lead_not_found",
+      },
+      {
+        label: "A's manager reads their agent's lead's notes: the admin above them is not named",
+        token: t.manager,
+        path: `/clients/${A}/leads/${leads.agent.id}/notes`,
+        status: 200,
+        verify: (reply) => {
+          const names = Object.fromEntries(
+            reply.body.data.map((
+              note: { id: string; author_name: string | null },
+            ) => [note.id, note.author_name]),
+          );
+          assert.equal(names[notes.agent], "Agent", "the agent, in the manager's team, is named");
+          assert.equal(names[notes.byAdmin], null, "the admin's name leaks");
+        },
+      },
+    ],
+    no_permission: () => [{
+      label: "A's member without permissions reads a lead's notes",
+      token: t.noperm,
+      path: `/clients/${A}/leads/${leads.agent.id}/notes`,
+      status: 403,
+      code: "permission_denied",
+    }],
+    allowed: () => ({
+      label: "A's agent reads the notes of their own lead",
+      token: t.agent,
+      path: `/clients/${A}/leads/${leads.agent.id}/notes`,
+      status: 200,
+      verify: (reply) => assert.ok(noteIds(reply).includes(notes.agent)),
+    }),
+  },
+
+  "POST /clients/{clientId}/leads/{leadId}/notes": {
+    other_client: async () => {
+      const lead = await newLead(m.agent);
+      const intact = await leadUnchanged(lead.id);
+      return [
+        {
+          label: "B's owner adds a note to A's lead through client A's path",
+          token: t.b_owner,
+          path: `/clients/${A}/leads/${lead.id}/notes`,
+          body: { body: "Intruder" },
+          status: 404,
+          code: "client_not_found",
+          intact,
+        },
+        {
+          label: "B's owner adds a note to A's lead through client B's path",
+          token: t.b_owner,
+          path: `/clients/${B}/leads/${lead.id}/notes`,
+          body: { body: "Intruder" },
+          status: 404,
+          code: "lead_not_found",
+          intact,
+        },
+      ];
+    },
+    outside_hierarchy: async () => {
+      const outside = await newLead(m.outside_agent);
+      const mate = await newLead(m.team_mate);
+      return [
+        {
+          label: "A's manager adds a note to outside_agent's lead",
+          token: t.manager,
+          path: `/clients/${A}/leads/${outside.id}/notes`,
+          body: { body: "Not mine" },
+          status: 404,
+          code: "lead_not_found",
+          intact: await leadUnchanged(outside.id),
+        },
+        {
+          label: "A's agent (own scope) adds a note to their team mate's lead",
+          token: t.agent,
+          path: `/clients/${A}/leads/${mate.id}/notes`,
+          body: { body: "Not mine" },
+          status: 404,
+          code: "lead_not_found",
+          intact: await leadUnchanged(mate.id),
+        },
+      ];
+    },
+    no_permission: async () => {
+      const lead = await newLead(m.agent);
+      const intact = await leadUnchanged(lead.id);
+      return [
+        {
+          label: "A's viewer (no leads.notes) adds a note",
+          token: t.viewer,
+          path: `/clients/${A}/leads/${lead.id}/notes`,
+          body: { body: "Nope" },
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+        {
+          label: "A's member without permissions adds a note",
+          token: t.noperm,
+          path: `/clients/${A}/leads/${lead.id}/notes`,
+          body: { body: "Nope" },
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+      ];
+    },
+    allowed: async () => {
+      const lead = await newLead(m.agent);
+      return {
+        label: "A's agent adds a note to their own lead",
+        token: t.agent,
+        path: `/clients/${A}/leads/${lead.id}/notes`,
+        body: { body: "Called back" },
+        status: 201,
+        verify: (reply) => {
+          assert.equal(reply.body.lead_id, lead.id);
+          assert.equal(reply.body.author_id, users.agent.id);
+        },
+      };
+    },
+  },
+
+  "GET /clients/{clientId}/leads/{leadId}/timeline": {
+    other_client: () => [
+      {
+        label: "B's owner reads the timeline of A's lead through client A's path",
+        token: t.b_owner,
+        path: `/clients/${A}/leads/${leads.agent.id}/timeline`,
+        status: 404,
+        code: "client_not_found",
+      },
+      {
+        label: "B's owner reads the timeline of A's lead through client B's path",
+        token: t.b_owner,
+        path: `/clients/${B}/leads/${leads.agent.id}/timeline`,
+        status: 404,
+        code: "lead_not_found",
+      },
+    ],
+    outside_hierarchy: () => [{
+      label: "A's manager reads the timeline of outside_agent's lead",
+      token: t.manager,
+      path: `/clients/${A}/leads/${leads.outside.id}/timeline`,
+      status: 404,
+      code: "lead_not_found",
+    }],
+    no_permission: () => [{
+      label: "A's member without permissions reads a lead's timeline",
+      token: t.noperm,
+      path: `/clients/${A}/leads/${leads.agent.id}/timeline`,
+      status: 403,
+      code: "permission_denied",
+    }],
+    allowed: () => ({
+      label: "A's agent reads the timeline of their own lead",
+      token: t.agent,
+      path: `/clients/${A}/leads/${leads.agent.id}/timeline`,
+      status: 200,
+      verify: (reply) => {
+        assert.equal(reply.body.data[0].kind, "created");
+        assert.ok(leadIds(reply).includes(`note:${notes.agent}`));
+      },
+    }),
+  },
+
+  "GET /clients/{clientId}/lead-statuses": {
+    other_client: () => [{
+      label: "B's owner reads A's pipeline",
+      token: t.b_owner,
+      path: `/clients/${A}/lead-statuses`,
+      status: 404,
+      code: "client_not_found",
+    }],
+    outside_hierarchy: "the pipeline is client-wide, not a row of the reporting hierarchy",
+    no_permission: () => [{
+      label: "A's member without permissions reads the pipeline",
+      token: t.noperm,
+      path: `/clients/${A}/lead-statuses`,
+      status: 403,
+      code: "permission_denied",
+    }],
+    allowed: () => ({
+      label: "A's viewer reads the pipeline",
+      token: t.viewer,
+      path: `/clients/${A}/lead-statuses`,
+      status: 200,
+      verify: (reply) => assert.equal(reply.body.data[0].key, "new"),
+    }),
+  },
+
+  // -- Assignment, availability and the pipeline -------------------------------------------------------
+  "GET /clients/{clientId}/assignment-rules": {
+    other_client: () => [{
+      label: "B's owner lists A's assignment rules",
+      token: t.b_owner,
+      path: `/clients/${A}/assignment-rules`,
+      status: 404,
+      code: "client_not_found",
+    }],
+    outside_hierarchy: "assignment rules are client-wide settings, not rows of the reporting hierarchy",
+    no_permission: () => [
+      {
+        label: "A's manager (no assignment.manage) lists the rules",
+        token: t.manager,
+        path: `/clients/${A}/assignment-rules`,
+        status: 403,
+        code: "permission_denied",
+      },
+      {
+        label: "A's viewer lists the rules",
+        token: t.viewer,
+        path: `/clients/${A}/assignment-rules`,
+        status: 403,
+        code: "permission_denied",
+      },
+    ],
+    allowed: () => ({
+      label: "A's admin lists A's rules, the default first",
+      token: t.admin,
+      path: `/clients/${A}/assignment-rules`,
+      status: 200,
+      verify: (reply) => {
+        assert.ok(reply.body.data.every((rule: { client_id: string }) => rule.client_id === A));
+        assert.equal(reply.body.data[0].product_id, null);
+      },
+    }),
+  },
+
+  "POST /clients/{clientId}/assignment-rules": {
+    other_client: async () => {
+      const product = await freshProduct([A]);
+      return [
+        {
+          label: "B's owner creates a rule in client A",
+          token: t.b_owner,
+          path: `/clients/${A}/assignment-rules`,
+          body: { product_id: product, role_keys: ["agent"] },
+          status: 404,
+          code: "client_not_found",
+          intact: async () => assert.ok(!await ruleForProduct(A, product), "a rule was created"),
+        },
+        {
+          label: "B's owner creates a rule in B naming A's agent: the same 422 as for an unknown id",
+          token: t.b_owner,
+          path: `/clients/${B}/assignment-rules`,
+          body: { membership_ids: [m.agent] },
+          status: 422,
+          code: "validation_failed",
+          verify: (reply) => assert.equal(reply.body.errors[0].code, "unknown_member"),
+        },
+        {
+          label: "(reference) the same with a random membership id",
+          token: t.b_owner,
+          path: `/clients/${B}/assignment-rules`,
+          body: { membership_ids: [crypto.randomUUID()] },
+          status: 422,
+          code: "validation_failed",
+          verify: (reply) => assert.equal(reply.body.errors[0].code, "unknown_member"),
+        },
+      ];
+    },
+    outside_hierarchy: "assignment rules are client-wide settings, not rows of the reporting hierarchy",
+    no_permission: async () => {
+      const product = await freshProduct([A]);
+      const intact = async () => assert.ok(!await ruleForProduct(A, product), "a rule was created");
+      return [
+        {
+          label: "A's manager (no assignment.manage) creates a rule",
+          token: t.manager,
+          path: `/clients/${A}/assignment-rules`,
+          body: { product_id: product, role_keys: ["agent"] },
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+        {
+          label: "A's viewer creates a rule",
+          token: t.viewer,
+          path: `/clients/${A}/assignment-rules`,
+          body: { product_id: product, role_keys: ["agent"] },
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+      ];
+    },
+    allowed: async () => {
+      const product = await freshProduct([A]);
+      return {
+        label: "A's admin creates a rule for a fresh product A sells",
+        token: t.admin,
+        path: `/clients/${A}/assignment-rules`,
+        body: { product_id: product, role_keys: ["agent"] },
+        status: 201,
+        verify: (reply) => assert.equal(reply.body.product_id, product),
+      };
+    },
+  },
+
+  "PATCH /clients/{clientId}/assignment-rules/{ruleId}": {
+    other_client: async () => {
+      const rule = await newRule();
+      const intact = async () => assert.equal(await ruleEnabled(rule), true, "the rule was changed");
+      return [
+        {
+          label: "B's owner disables A's rule through client A's path",
+          token: t.b_owner,
+          path: `/clients/${A}/assignment-rules/${rule}`,
+          body: { enabled: false },
+          status: 404,
+          code: "client_not_found",
+          intact,
+        },
+        {
+          label: "B's owner disables A's rule through client B's path",
+          token: t.b_owner,
+          path: `/clients/${B}/assignment-rules/${rule}`,
+          body: { enabled: false },
+          status: 404,
+          code: "rule_not_found",
+          intact,
+        },
+      ];
+    },
+    outside_hierarchy: "assignment rules are client-wide settings, not rows of the reporting hierarchy",
+    no_permission: async () => {
+      const rule = await newRule();
+      const intact = async () => assert.equal(await ruleEnabled(rule), true, "the rule was changed");
+      return [
+        {
+          label: "A's manager (no assignment.manage) disables a rule",
+          token: t.manager,
+          path: `/clients/${A}/assignment-rules/${rule}`,
+          body: { enabled: false },
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+        {
+          label: "A's viewer disables a rule",
+          token: t.viewer,
+          path: `/clients/${A}/assignment-rules/${rule}`,
+          body: { enabled: false },
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+      ];
+    },
+    allowed: async () => {
+      const rule = await newRule();
+      return {
+        label: "A's admin disables a fresh rule",
+        token: t.admin,
+        path: `/clients/${A}/assignment-rules/${rule}`,
+        body: { enabled: false },
+        status: 200,
+        verify: async (reply) => {
+          assert.equal(reply.body.enabled, false);
+          assert.equal(await ruleEnabled(rule), false);
+        },
+      };
+    },
+  },
+
+  "DELETE /clients/{clientId}/assignment-rules/{ruleId}": {
+    other_client: async () => {
+      const rule = await newRule();
+      const intact = async () => assert.equal(await ruleEnabled(rule), true, "the rule was deleted");
+      return [
+        {
+          label: "B's owner deletes A's rule through client A's path",
+          token: t.b_owner,
+          path: `/clients/${A}/assignment-rules/${rule}`,
+          status: 404,
+          code: "client_not_found",
+          intact,
+        },
+        {
+          label: "B's owner deletes A's rule through client B's path",
+          token: t.b_owner,
+          path: `/clients/${B}/assignment-rules/${rule}`,
+          status: 404,
+          code: "rule_not_found",
+          intact,
+        },
+      ];
+    },
+    outside_hierarchy: "assignment rules are client-wide settings, not rows of the reporting hierarchy",
+    no_permission: async () => {
+      const rule = await newRule();
+      const intact = async () => assert.equal(await ruleEnabled(rule), true, "the rule was deleted");
+      return [
+        {
+          label: "A's manager (no assignment.manage) deletes a rule",
+          token: t.manager,
+          path: `/clients/${A}/assignment-rules/${rule}`,
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+        {
+          label: "A's viewer deletes a rule",
+          token: t.viewer,
+          path: `/clients/${A}/assignment-rules/${rule}`,
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+      ];
+    },
+    allowed: async () => {
+      const rule = await newRule();
+      return {
+        label: "A's admin deletes a fresh rule",
+        token: t.admin,
+        path: `/clients/${A}/assignment-rules/${rule}`,
+        status: 204,
+        verify: async () => assert.equal(await ruleEnabled(rule), undefined),
+      };
+    },
+  },
+
+  "PUT /clients/{clientId}/members/{membershipId}/availability": {
+    rule: "the member themself, whatever their role; anyone else needs members.manage, sees the member in " +
+      "their part of the hierarchy (else 404) and ranks at least as high (else 403)",
+    other_client: async () => {
+      const victim = await newMember(m.admin);
+      const intact = async () => assert.equal(await isAvailable(victim.membership), true, "it was changed");
+      return [
+        {
+          label: "B's owner marks an A member unavailable through client A's path",
+          token: t.b_owner,
+          path: `/clients/${A}/members/${victim.membership}/availability`,
+          body: { available: false },
+          status: 404,
+          code: "client_not_found",
+          intact,
+        },
+        {
+          label: "B's owner marks an A member unavailable through client B's path",
+          token: t.b_owner,
+          path: `/clients/${B}/members/${victim.membership}/availability`,
+          body: { available: false },
+          status: 404,
+          code: "member_not_found",
+          intact,
+        },
+      ];
+    },
+    outside_hierarchy: () => {
+      const intact = async () =>
+        assert.equal(await isAvailable(m.outside_agent), true, "outside_agent's availability was changed");
+      return [
+        {
+          label: "A's manager (no members.manage: the permission check answers first, as for any id)",
+          token: t.manager,
+          path: `/clients/${A}/members/${m.outside_agent}/availability`,
+          body: { available: false },
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+        {
+          label: "A's team lead (team scope, members.manage) marks outside_agent unavailable",
+          token: t.lead,
+          path: `/clients/${A}/members/${m.outside_agent}/availability`,
+          body: { available: false },
+          status: 404,
+          code: "member_not_found",
+          intact,
+        },
+      ];
+    },
+    no_permission: async () => {
+      const mate = await newMember(m.manager);
+      const senior = await newMember(m.lead, { role: "admin" });
+      const self = await newMember(m.admin, { role: "nothing" });
+      const selfToken = await signIn(self.user, A);
+      return [
+        {
+          label: "A's agent (no members.manage) marks a member of their team unavailable",
+          token: t.agent,
+          path: `/clients/${A}/members/${mate.membership}/availability`,
+          body: { available: false },
+          status: 403,
+          code: "permission_denied",
+          intact: async () => assert.equal(await isAvailable(mate.membership), true),
+        },
+        {
+          label: "A's member without permissions marks the agent unavailable",
+          token: t.noperm,
+          path: `/clients/${A}/members/${m.agent}/availability`,
+          body: { available: false },
+          status: 403,
+          code: "permission_denied",
+          intact: async () => assert.equal(await isAvailable(m.agent), true),
+        },
+        {
+          label: "A's team lead (rank 30) marks an admin-ranked member of their team unavailable",
+          token: t.lead,
+          path: `/clients/${A}/members/${senior.membership}/availability`,
+          body: { available: false },
+          status: 403,
+          code: "forbidden",
+          intact: async () => assert.equal(await isAvailable(senior.membership), true),
+        },
+        {
+          label: "a member without permissions switches their own availability (the member-themself rule)",
+          token: selfToken,
+          path: `/clients/${A}/members/${self.membership}/availability`,
+          body: { available: false },
+          status: 200,
+          verify: async () => assert.equal(await isAvailable(self.membership), false),
+        },
+      ];
+    },
+    allowed: async () => {
+      const fresh = await newMember(m.lead);
+      return {
+        label: "A's team lead marks a member of their team unavailable",
+        token: t.lead,
+        path: `/clients/${A}/members/${fresh.membership}/availability`,
+        body: { available: false },
+        status: 200,
+        verify: async (reply) => {
+          assert.equal(reply.body.available, false);
+          assert.equal(await isAvailable(fresh.membership), false);
+        },
+      };
+    },
+  },
+
+  "PUT /clients/{clientId}/lead-statuses": {
+    other_client: () => [{
+      label: "B's owner replaces A's pipeline",
+      token: t.b_owner,
+      path: `/clients/${A}/lead-statuses`,
+      body: [{ key: "new", name: "Hijacked", position: 10 }],
+      status: 404,
+      code: "client_not_found",
+      intact: async () => assert.deepEqual(await pipelineOf(A), defaultPipeline),
+    }],
+    outside_hierarchy: "the pipeline is client-wide, not a row of the reporting hierarchy",
+    no_permission: () => {
+      const intact = async () => assert.deepEqual(await pipelineOf(A), defaultPipeline);
+      return [
+        {
+          label: "A's manager (no pipeline.manage) replaces the pipeline",
+          token: t.manager,
+          path: `/clients/${A}/lead-statuses`,
+          body: [{ key: "new", name: "Changed", position: 10 }],
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+        {
+          label: "A's viewer replaces the pipeline",
+          token: t.viewer,
+          path: `/clients/${A}/lead-statuses`,
+          body: [{ key: "new", name: "Changed", position: 10 }],
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+      ];
+    },
+    allowed: () => ({
+      label: "A's admin replaces the pipeline (with the default one, which the other cases rely on)",
+      token: t.admin,
+      path: `/clients/${A}/lead-statuses`,
+      body: DEFAULT_PIPELINE,
+      status: 200,
+      verify: async (reply) => {
+        assert.deepEqual(
+          reply.body.data.map((s: { key: string }) => s.key),
+          DEFAULT_PIPELINE.map((s) => s.key),
+        );
+        assert.deepEqual(await pipelineOf(A), defaultPipeline);
+      },
+    }),
+  },
+
+  // -- API keys ----------------------------------------------------------------------------------------
+  "POST /clients/{clientId}/api-keys": {
+    other_client: () => {
+      const name = uniq("Intruder key");
+      return [{
+        label: "B's owner creates an API key for client A",
+        token: t.b_owner,
+        path: `/clients/${A}/api-keys`,
+        body: { name },
+        status: 404,
+        code: "client_not_found",
+        intact: async () => assert.ok(!await keyNamed(A, name), "a key was created"),
+      }];
+    },
+    outside_hierarchy: "API keys are client-wide credentials, not rows of the reporting hierarchy",
+    no_permission: () => {
+      const name = uniq("Refused key");
+      const intact = async () => assert.ok(!await keyNamed(A, name), "a key was created");
+      return [
+        {
+          label: "A's manager (no api_keys.manage) creates a key",
+          token: t.manager,
+          path: `/clients/${A}/api-keys`,
+          body: { name },
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+        {
+          label: "A's viewer creates a key",
+          token: t.viewer,
+          path: `/clients/${A}/api-keys`,
+          body: { name },
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+      ];
+    },
+    allowed: () => ({
+      label: "A's admin creates a key",
+      token: t.admin,
+      path: `/clients/${A}/api-keys`,
+      body: { name: uniq("Authz key") },
+      status: 201,
+      verify: (reply) => {
+        assert.equal(reply.body.client_id, A);
+        assert.ok(reply.body.secret.startsWith("lap_live_"));
+      },
+    }),
+  },
+
+  "GET /clients/{clientId}/api-keys": {
+    other_client: () => [
+      {
+        label: "B's owner lists A's API keys",
+        token: t.b_owner,
+        path: `/clients/${A}/api-keys`,
+        status: 404,
+        code: "client_not_found",
+      },
+      {
+        label: "B's owner lists B's keys: 200 without A's",
+        token: t.b_owner,
+        path: `/clients/${B}/api-keys`,
+        status: 200,
+        verify: (reply) => {
+          assert.ok(ids(reply).includes(apiKeys.b));
+          assert.ok(!ids(reply).includes(apiKeys.a), "A's key leaks into B's list");
+        },
+      },
+    ],
+    outside_hierarchy: "API keys are client-wide credentials, not rows of the reporting hierarchy",
+    no_permission: () => [
+      {
+        label: "A's manager (no api_keys.manage) lists the keys",
+        token: t.manager,
+        path: `/clients/${A}/api-keys`,
+        status: 403,
+        code: "permission_denied",
+      },
+      {
+        label: "A's viewer lists the keys",
+        token: t.viewer,
+        path: `/clients/${A}/api-keys`,
+        status: 403,
+        code: "permission_denied",
+      },
+    ],
+    allowed: () => ({
+      label: "A's admin lists A's keys, without any hash",
+      token: t.admin,
+      path: `/clients/${A}/api-keys`,
+      status: 200,
+      verify: (reply) => {
+        assert.ok(ids(reply).includes(apiKeys.a) && !ids(reply).includes(apiKeys.b));
+        assert.ok(reply.body.data.every((key: object) => !("key_hash" in key) && !("secret" in key)));
+      },
+    }),
+  },
+
+  "POST /clients/{clientId}/api-keys/{keyId}/revoke": {
+    other_client: async () => {
+      const key = await newApiKey(A);
+      return [
+        {
+          label: "B's owner revokes A's key through client A's path",
+          token: t.b_owner,
+          path: `/clients/${A}/api-keys/${key}/revoke`,
+          status: 404,
+          code: "client_not_found",
+          intact: keyIntact(key),
+        },
+        {
+          label: "B's owner revokes A's key through client B's path",
+          token: t.b_owner,
+          path: `/clients/${B}/api-keys/${key}/revoke`,
+          status: 404,
+          code: "api_key_not_found",
+          intact: keyIntact(key),
+        },
+      ];
+    },
+    outside_hierarchy: "API keys are client-wide credentials, not rows of the reporting hierarchy",
+    no_permission: async () => {
+      const key = await newApiKey(A);
+      return [
+        {
+          label: "A's manager (no api_keys.manage) revokes a key",
+          token: t.manager,
+          path: `/clients/${A}/api-keys/${key}/revoke`,
+          status: 403,
+          code: "permission_denied",
+          intact: keyIntact(key),
+        },
+        {
+          label: "A's viewer revokes a key",
+          token: t.viewer,
+          path: `/clients/${A}/api-keys/${key}/revoke`,
+          status: 403,
+          code: "permission_denied",
+          intact: keyIntact(key),
+        },
+      ];
+    },
+    allowed: async () => {
+      const key = await newApiKey(A);
+      return {
+        label: "A's admin revokes a fresh key",
+        token: t.admin,
+        path: `/clients/${A}/api-keys/${key}/revoke`,
+        status: 200,
+        verify: async (reply) => {
+          assert.equal(reply.body.status, "revoked");
+          assert.equal((await keyState(key)).revoked, true);
+        },
+      };
+    },
+  },
+
+  "POST /clients/{clientId}/api-keys/{keyId}/rotate": {
+    other_client: async () => {
+      const key = await newApiKey(A);
+      return [
+        {
+          label: "B's owner rotates A's key through client A's path",
+          token: t.b_owner,
+          path: `/clients/${A}/api-keys/${key}/rotate`,
+          body: { grace_seconds: 60 },
+          status: 404,
+          code: "client_not_found",
+          intact: keyIntact(key),
+        },
+        {
+          label: "B's owner rotates A's key through client B's path",
+          token: t.b_owner,
+          path: `/clients/${B}/api-keys/${key}/rotate`,
+          body: { grace_seconds: 60 },
+          status: 404,
+          code: "api_key_not_found",
+          intact: keyIntact(key),
+        },
+      ];
+    },
+    outside_hierarchy: "API keys are client-wide credentials, not rows of the reporting hierarchy",
+    no_permission: async () => {
+      const key = await newApiKey(A);
+      return [
+        {
+          label: "A's manager (no api_keys.manage) rotates a key",
+          token: t.manager,
+          path: `/clients/${A}/api-keys/${key}/rotate`,
+          body: { grace_seconds: 60 },
+          status: 403,
+          code: "permission_denied",
+          intact: keyIntact(key),
+        },
+        {
+          label: "A's viewer rotates a key",
+          token: t.viewer,
+          path: `/clients/${A}/api-keys/${key}/rotate`,
+          body: { grace_seconds: 60 },
+          status: 403,
+          code: "permission_denied",
+          intact: keyIntact(key),
+        },
+      ];
+    },
+    allowed: async () => {
+      const key = await newApiKey(A);
+      return {
+        label: "A's admin rotates a fresh key",
+        token: t.admin,
+        path: `/clients/${A}/api-keys/${key}/rotate`,
+        body: { grace_seconds: 60 },
+        status: 201,
+        verify: async (reply) => {
+          assert.equal(reply.body.previous.id, key);
+          assert.equal(reply.body.previous.replaced_by, reply.body.id);
+          assert.equal((await keyState(key)).replaced, true);
+        },
+      };
+    },
+  },
 };
 
 // -- Running it ----------------------------------------------------------------------------------------
@@ -1315,12 +3489,12 @@ for (const [key, entry] of Object.entries(cases)) {
 
 test("every api route has an authorization case, and the table of observed statuses", () => {
   const keys = [...new Set([...Object.keys(cases), ...routes.keys()])];
-  const lines = [["route".padEnd(58), ...CHECKS.map((c) => c.padStart(18))].join("")];
+  const lines = [["route".padEnd(64), ...CHECKS.map((c) => c.padStart(18))].join("")];
   for (const key of keys) {
     const cells = observed.get(key);
     const cell = (c: Check) =>
       !routes.has(key) ? "NO ROUTE" : !(key in cases) ? "NO CASE" : cells?.[c] ?? "ERR";
-    lines.push([key.padEnd(58), ...CHECKS.map((c) => cell(c).padStart(18))].join(""));
+    lines.push([key.padEnd(64), ...CHECKS.map((c) => cell(c).padStart(18))].join(""));
   }
   console.log(lines.join("\n"));
   console.log(

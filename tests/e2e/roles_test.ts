@@ -244,7 +244,7 @@ test("a permission code outside the catalog is refused with a 422, never a 500",
   const team = await teamWithTokens();
   const before = Object.keys(await rolesOf(team.clientId)).length;
   // Well-formed codes the routes do not declare: the database refuses them as unknown.
-  for (const code of ["leads.read", "roles.destroy"]) {
+  for (const code of ["leads.destroy", "roles.destroy"]) {
     const reply = await call(stack, "POST", rolesPath(team.clientId), {
       token: team.tokens.owner,
       body: { key: uniq("ghost"), name: "Ghost", rank: 60, scope: "own", permissions: ["roles.read", code] },
@@ -263,7 +263,7 @@ test("a permission code outside the catalog is refused with a 422, never a 500",
   const agentId = (await rolesOf(team.clientId)).agent.id;
   const patch = await call(stack, "PATCH", rolePath(team.clientId, agentId), {
     token: team.tokens.owner,
-    body: { permissions: ["members.read", "leads.read"] },
+    body: { permissions: ["members.read", "leads.destroy"] },
   });
   assertProblem(patch, 422);
   assert.equal(Object.keys(await rolesOf(team.clientId)).length, before, "nothing was created");

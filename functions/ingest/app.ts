@@ -1,0 +1,456 @@
+/**
+ * The ingest function: public lead ingestion with client API keys, for website forms (browsers, CORS per
+ * key) and servers. POST /ingest/leads takes one lead or {"leads": [...]}; each item is validated and
+ * normalised here, then the key check, scope, origin, client status, rate limit and the idempotent insert
+ * of every valid item happen in ONE database call (app.ingest_leads), so a request costs one round trip.
+ *
+ * Built on OpenAPIHono directly rather than createRouter(): that router answers every preflight with the
+ * management API's CORS origins, while ingestion must allow exactly the origins its keys list, and it caps
+ * bodies at the API's 1 MB where a batch of 500 needs more.
+ */
+import { OpenAPIHono } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import { HTTPException } from "hono/http-exception";
+import { hashToken } from "../_shared/auth.ts";
+import {
+  ApiError,
+  apiErrorFromDb,
+  type FieldError,
+  fieldErrors,
+  problemResponse,
+} from "../_shared/errors.ts";
+import { type Deps, log, validationHook } from "../_shared/http.ts";
+import { normalizeLead } from "../_shared/leads.ts";
+import {
+  documentIngest,
+  ingestLeadSchema,
+  KNOWN_FIELDS,
+  MAX_BATCH,
+  MAX_BODY_BYTES,
+  MAX_IDEMPOTENCY_KEY,
+} from "./ingest.routes.ts";
+
+interface IngestEnv {
+  Variables: {
+    requestId: string;
+    /** Set once the request's Origin is known to be allowed; the response then carries CORS headers. */
+    corsOrigin?: string;
+    clientId?: string;
+    keyId?: string;
+  };
+}
+
+/** Limits of one ingest app; tests may lower them. */
+export interface IngestOptions {
+  maxBatch?: number;
+  maxBodyBytes?: number;
+}
+
+type Outcome = "created" | "duplicate" | "existing" | "invalid";
+
+interface ItemResult {
+  index: number;
+  outcome: Outcome;
+  lead_id: string | null;
+  duplicate_of: string | null;
+  errors?: FieldError[];
+}
+
+/** What app.ingest_leads returns (sql/0015_ingest.sql). */
+type IngestReply =
+  | { error: string; scope?: string; client_id?: string; limit?: number; retry_after?: number }
+  | {
+    error?: undefined;
+    client_id: string;
+    key_id: string;
+    results: (ItemResult & { assigned_to?: string })[];
+    rate_limit: { limit: number; remaining: number; reset: number };
+  };
+
+const KEY_PATTERN = /^lap_(?:live|test)_[a-z2-7]{8}_[A-Za-z0-9_-]{32,128}$/;
+const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
+const PRINTABLE = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/;
+// x-client-info and apikey: supabase-js functions.invoke() sends them from browsers.
+const ALLOW_HEADERS =
+  "content-type, x-api-key, idempotency-key, authorization, x-request-id, x-client-info, apikey";
+const EXPOSE_HEADERS = "x-request-id, retry-after, ratelimit-limit, ratelimit-remaining, ratelimit-reset";
+const PREFLIGHT_MAX_AGE = "7200";
+
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value);
+
+/**
+ * The API key from X-API-Key, else from Authorization: Bearer. A bearer that is not a lap_ key (supabase-js
+ * sends the project's anon JWT there) does not count as one.
+ */
+function apiKeyOf(c: Context): string | undefined {
+  const header = c.req.header("x-api-key")?.trim();
+  if (header) return header;
+  const bearer = c.req.header("authorization")?.match(/^Bearer\s+(\S+)\s*$/i)?.[1];
+  return bearer?.startsWith("lap_") ? bearer : undefined;
+}
+
+/** Reads the body, refusing with 413 as soon as it exceeds the cap (a declared length is checked first). */
+async function readBody(request: Request, maxBytes: number): Promise<Uint8Array> {
+  const tooLarge = () => new ApiError(413, "payload_too_large", `The request body exceeds ${maxBytes} bytes`);
+  if (Number(request.headers.get("content-length") ?? "0") > maxBytes) throw tooLarge();
+  if (!request.body) return new Uint8Array();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = request.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > maxBytes) {
+      await reader.cancel();
+      throw tooLarge();
+    }
+    chunks.push(value);
+  }
+  const body = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return body;
+}
+
+/** Forms often send null or "" for fields left empty; those count as absent. Known strings are trimmed. */
+function cleanItem(item: Record<string, unknown>): Record<string, unknown> {
+  const cleaned: Record<string, unknown> = {};
+  for (const [field, value] of Object.entries(item)) {
+    if (!KNOWN_FIELDS.has(field)) {
+      cleaned[field] = value;
+    } else if (typeof value === "string") {
+      if (value.trim() !== "") cleaned[field] = value.trim();
+    } else if (value !== null) {
+      cleaned[field] = value;
+    }
+  }
+  return cleaned;
+}
+
+/**
+ * Validates and normalises one item into what app.ingest_leads stores, or returns its field errors with
+ * paths relative to the body ("phone" for a single lead, "leads[3].phone" in a batch).
+ */
+function prepareItem(
+  item: unknown,
+  index: number,
+  options: { batch: boolean; idempotencyKey?: string },
+): { payload: Record<string, unknown> } | { errors: FieldError[] } {
+  const prefix = options.batch ? `leads[${index}]` : "";
+  const at = (path: string) => [prefix, path].filter(Boolean).join(".");
+  if (!isObject(item)) {
+    return { errors: [{ path: prefix, message: "Send each lead as a JSON object", code: "invalid_type" }] };
+  }
+  const parsed = ingestLeadSchema.safeParse(cleanItem(item));
+  if (!parsed.success) return { errors: fieldErrors(parsed.error.issues, prefix) };
+  const known: Record<string, unknown> = {};
+  const extra: Record<string, unknown> = {};
+  for (const [field, value] of Object.entries(parsed.data)) {
+    (KNOWN_FIELDS.has(field) ? known : extra)[field] = value;
+  }
+  const normalized = normalizeLead(known, extra);
+  if ("errors" in normalized) {
+    return { errors: normalized.errors.map((error) => ({ ...error, path: at(error.path) })) };
+  }
+  const { lead } = normalized;
+  const externalRef = lead.external_ref ??
+    (options.idempotencyKey &&
+      (options.batch ? `${options.idempotencyKey}:${index}` : options.idempotencyKey));
+  return {
+    payload: {
+      ...lead,
+      index,
+      source: parsed.data.source,
+      external_ref: externalRef || undefined,
+      raw_payload: item,
+    },
+  };
+}
+
+/** A body with "leads" is a batch; any other object is one lead. Envelope errors leave no items. */
+function splitBody(
+  body: unknown,
+  maxBatch: number,
+): { batch: boolean; items: unknown[]; errors: FieldError[] } {
+  if (!isObject(body)) {
+    const message = 'Send one lead as a JSON object, or a batch as {"leads": [...]}';
+    return { batch: false, items: [], errors: [{ path: "", message, code: "invalid_type" }] };
+  }
+  if (!Object.hasOwn(body, "leads")) return { batch: false, items: [body], errors: [] };
+  const { leads, ...rest } = body;
+  const errors: FieldError[] = Object.keys(rest).map((field) => ({
+    path: field,
+    message: `Unknown field "${field}"`,
+    code: "unknown_field",
+  }));
+  if (!Array.isArray(leads)) {
+    errors.push({ path: "leads", message: "Send leads as an array", code: "invalid_type" });
+  } else if (leads.length === 0 || leads.length > maxBatch) {
+    errors.push({
+      path: "leads",
+      message: `Send between 1 and ${maxBatch} leads (got ${leads.length})`,
+      code: leads.length === 0 ? "too_small" : "too_big",
+    });
+  }
+  return { batch: true, items: errors.length ? [] : leads as unknown[], errors };
+}
+
+/** The problem for a key, scope, origin, client or rate-limit refusal from app.ingest_leads. */
+function keyError(reply: Extract<IngestReply, { error: string }>, batch: boolean): ApiError {
+  switch (reply.error) {
+    case "key_invalid":
+      return new ApiError(401, "invalid_api_key", "The API key is not valid");
+    case "key_revoked":
+      return new ApiError(401, "api_key_revoked", "The API key has been revoked");
+    case "key_expired":
+      return new ApiError(401, "api_key_expired", "The API key has expired");
+    case "scope_missing":
+      return new ApiError(
+        403,
+        "api_key_scope",
+        `This API key may not send ${
+          batch ? "batches" : "single leads"
+        }; it lacks the scope "${reply.scope}"`,
+      );
+    case "origin_not_allowed":
+      return new ApiError(
+        403,
+        "origin_not_allowed",
+        "This API key may not be used from this website's origin",
+      );
+    case "client_inactive":
+      return new ApiError(403, "client_inactive", `Client "${reply.client_id}" is inactive`);
+    case "rate_limited":
+      return new ApiError(
+        429,
+        "rate_limited",
+        "This API key sent too many requests; retry later",
+        undefined,
+        {
+          "retry-after": String(reply.retry_after),
+          "ratelimit-limit": String(reply.limit),
+          "ratelimit-remaining": "0",
+          "ratelimit-reset": String(reply.retry_after),
+        },
+      );
+    default:
+      throw new Error(`Unknown ingest error "${reply.error}"`);
+  }
+}
+
+/** Deadlocks (two batches locking the same contacts in opposite orders) roll back everything: retry. */
+const RETRYABLE = new Set(["40P01", "40001"]);
+
+/** Builds the ingest function's app with its dependencies, for production and tests alike. */
+export function createIngestApp(deps: Deps, options: IngestOptions = {}) {
+  const { sql } = deps;
+  const maxBatch = options.maxBatch ?? MAX_BATCH;
+  const maxBodyBytes = options.maxBodyBytes ?? MAX_BODY_BYTES;
+  const app = new OpenAPIHono<IngestEnv>({ defaultHook: validationHook }).basePath(
+    "/ingest",
+  ) as unknown as OpenAPIHono<IngestEnv>;
+
+  // Request id, CORS headers for allowed origins, and one JSON log line per request.
+  app.use("*", async (c, next) => {
+    const requestId = c.req.header("x-request-id")?.slice(0, 100) || crypto.randomUUID();
+    c.set("requestId", requestId);
+    const started = performance.now();
+    await next();
+    c.header("x-request-id", requestId);
+    c.header("vary", "Origin", { append: true });
+    const origin = c.get("corsOrigin");
+    if (origin) {
+      c.header("access-control-allow-origin", origin);
+      c.header("access-control-expose-headers", EXPOSE_HEADERS);
+    }
+    log(c.res.status >= 500 ? "error" : "info", "request", {
+      request_id: requestId,
+      method: c.req.method,
+      path: c.req.path,
+      status: c.res.status,
+      latency_ms: Math.round((performance.now() - started) * 100) / 100,
+      client_id: c.get("clientId"),
+      api_key_id: c.get("keyId"),
+      origin: c.req.header("origin"),
+    });
+  });
+
+  documentIngest(app as unknown as OpenAPIHono<never>);
+
+  // CORS preflight: it carries no key, so an origin passes when some active key lists it; the POST that
+  // follows is checked against its own key.
+  app.options("/leads", async (c) => {
+    const origin = c.req.header("origin");
+    if (!origin) return c.body(null, 204, { allow: "POST, OPTIONS" });
+    const [row] = origin.length <= 300
+      ? await sql<{ allowed: boolean }[]>`select app.origin_allowed(${origin}) as allowed`
+      : [{ allowed: false }];
+    if (!row.allowed) {
+      throw new ApiError(403, "origin_not_allowed", "No API key accepts requests from this origin");
+    }
+    c.set("corsOrigin", origin);
+    return c.body(null, 204, {
+      "access-control-allow-methods": "POST",
+      "access-control-allow-headers": ALLOW_HEADERS,
+      "access-control-max-age": PREFLIGHT_MAX_AGE,
+    });
+  });
+
+  app.post("/leads", async (c) => {
+    const key = apiKeyOf(c);
+    if (!key) {
+      throw new ApiError(401, "missing_api_key", "Send the API key in X-API-Key (or Authorization: Bearer)");
+    }
+    if (!KEY_PATTERN.test(key)) throw new ApiError(401, "invalid_api_key", "The API key is not valid");
+    if (!JSON_TYPE.test(c.req.header("content-type") ?? "")) {
+      throw new ApiError(415, "unsupported_media_type", "Send the request body as application/json");
+    }
+    const idempotencyKey = c.req.header("idempotency-key")?.trim();
+    const idempotencyErrors: FieldError[] = idempotencyKey !== undefined &&
+        (idempotencyKey.length > MAX_IDEMPOTENCY_KEY || !PRINTABLE.test(idempotencyKey))
+      ? [{
+        path: "header.idempotency-key",
+        message: `Use 1-${MAX_IDEMPOTENCY_KEY} printable ASCII characters`,
+        code: "invalid_idempotency_key",
+      }]
+      : [];
+
+    const raw = await readBody(c.req.raw, maxBodyBytes);
+    let body: unknown;
+    try {
+      body = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(raw));
+    } catch {
+      throw new ApiError(400, "malformed_json", "The request body is not valid JSON");
+    }
+
+    const { batch, items, errors: envelopeErrors } = splitBody(body, maxBatch);
+    const requestErrors = [...idempotencyErrors, ...envelopeErrors];
+    const results: (ItemResult | undefined)[] = [];
+    const payloads: Record<string, unknown>[] = [];
+    if (requestErrors.length === 0) {
+      items.forEach((item, index) => {
+        const prepared = prepareItem(item, index, { batch, idempotencyKey });
+        if ("errors" in prepared) {
+          results[index] = {
+            index,
+            outcome: "invalid",
+            lead_id: null,
+            duplicate_of: null,
+            errors: prepared.errors,
+          };
+        } else {
+          payloads.push(prepared.payload);
+        }
+      });
+    }
+
+    // One call authenticates the key (also when nothing is valid, so a bad key is refused before any
+    // validation detail is shown) and stores every valid item.
+    const scope = batch ? "ingest:batch" : "ingest:single";
+    const origin = c.req.header("origin") ?? null;
+    const hash = await hashToken(key);
+    const itemsParam = sql.json(payloads as Parameters<typeof sql.json>[0]);
+    let reply: IngestReply;
+    for (let attempt = 1;; attempt++) {
+      try {
+        [{ reply }] = await sql<{ reply: IngestReply }[]>`
+          select app.ingest_leads(${hash}, ${origin}, ${scope}, ${itemsParam}) as reply`;
+        break;
+      } catch (error) {
+        const code = String((error as { code?: string }).code);
+        if (attempt < 3 && RETRYABLE.has(code)) {
+          log("warn", "ingest retried", { request_id: c.get("requestId"), sqlstate: code, attempt });
+          continue;
+        }
+        throw error;
+      }
+    }
+    if (reply.error !== undefined) {
+      // Refusals after the origin check passed are readable by the page that sent the request.
+      if (origin && (reply.error === "client_inactive" || reply.error === "rate_limited")) {
+        c.set("corsOrigin", origin);
+      }
+      throw keyError(reply, batch);
+    }
+    c.set("clientId", reply.client_id);
+    c.set("keyId", reply.key_id);
+    if (origin) c.set("corsOrigin", origin);
+    // Passed explicitly: headers set with c.header() before a throw do not reach the error response.
+    const rateHeaders = {
+      "ratelimit-limit": String(reply.rate_limit.limit),
+      "ratelimit-remaining": String(reply.rate_limit.remaining),
+      "ratelimit-reset": String(reply.rate_limit.reset),
+    };
+    const invalid = (detail: string, errors: FieldError[] | undefined) =>
+      new ApiError(422, "validation_failed", detail, errors, rateHeaders);
+
+    if (requestErrors.length) throw invalid("The request has invalid fields", requestErrors);
+    for (const stored of reply.results) {
+      const errors = stored.errors?.map((error) => ({
+        ...error,
+        path: batch ? `leads[${stored.index}].${error.path}` : error.path,
+      }));
+      results[stored.index] = {
+        index: stored.index,
+        outcome: stored.outcome,
+        lead_id: stored.lead_id ?? null,
+        duplicate_of: stored.duplicate_of ?? null,
+        ...(errors ? { errors } : {}),
+      };
+    }
+    if (results.length !== items.length || results.some((result) => result === undefined)) {
+      throw new Error(`ingest_leads answered ${reply.results.length} of ${payloads.length} items`);
+    }
+    const done = results as ItemResult[];
+
+    if (!batch) {
+      const [result] = done;
+      if (result.outcome === "invalid") {
+        throw invalid("The lead has invalid fields", result.errors);
+      }
+      return c.json(
+        { lead_id: result.lead_id, outcome: result.outcome, duplicate_of: result.duplicate_of },
+        result.outcome === "existing" ? 200 : 201,
+        rateHeaders,
+      );
+    }
+    const summary = { created: 0, duplicate: 0, existing: 0, invalid: 0 };
+    for (const result of done) summary[result.outcome]++;
+    if (summary.invalid === done.length) {
+      throw invalid("Every lead of the batch is invalid", done.flatMap((result) => result.errors ?? []));
+    }
+    return c.json({ results: done, summary }, 200, rateHeaders);
+  });
+
+  app.all("/leads", (c) => {
+    throw new ApiError(405, "method_not_allowed", `Use POST to send leads, not ${c.req.method}`, undefined, {
+      allow: "POST, OPTIONS",
+    });
+  });
+
+  app.notFound((c) =>
+    problemResponse(c, new ApiError(404, "route_not_found", `No route for ${c.req.method} ${c.req.path}`))
+  );
+
+  app.onError((error, c) => {
+    if (error instanceof ApiError) return problemResponse(c, error);
+    if (error instanceof HTTPException) {
+      return problemResponse(c, new ApiError(error.status, "bad_request", error.message));
+    }
+    const mapped = apiErrorFromDb(error);
+    if (mapped) return problemResponse(c, mapped);
+    log("error", "unhandled error", {
+      request_id: c.get("requestId"),
+      error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+      stack: error instanceof Error ? error.stack : undefined,
+    });
+    return problemResponse(c, new ApiError(500, "internal_error", "Something went wrong on our side"));
+  });
+
+  return app;
+}
