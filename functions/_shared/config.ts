@@ -30,6 +30,10 @@ const configSchema = z.object({
     per_user: positiveInt,
     per_ip: positiveInt,
   }),
+  ingest: z.object({
+    max_batch: positiveInt,
+    max_body_bytes: positiveInt,
+  }),
   database: z.object({
     url: z.string().optional(),
     max_connections: positiveInt,
@@ -80,6 +84,7 @@ export function loadConfig(
       port: envValue(env, "PORT") ?? file.server.port,
     },
     auth: file.auth,
+    ingest: file.ingest,
     rate_limit: {
       ...file.rate_limit,
       per_user: envValue(env, "RATE_LIMIT_PER_USER") ?? file.rate_limit.per_user,

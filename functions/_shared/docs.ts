@@ -17,8 +17,9 @@ export const DOCS_HTML = `<!doctype html>
   <script>
     window.ui = SwaggerUIBundle({
       urls: [
-        { url: "openapi.json", name: "api: clients, users, roles" },
+        { url: "openapi.json", name: "api: clients, users, roles, products, leads, keys" },
         { url: "../auth/openapi.json", name: "auth: login and tokens" },
+        { url: "../ingest/openapi.json", name: "ingest: leads from forms and servers" },
       ],
       dom_id: "#swagger-ui",
       persistAuthorization: true,

@@ -6,7 +6,7 @@
  *
  * Built on OpenAPIHono directly rather than createRouter(): that router answers every preflight with the
  * management API's CORS origins, while ingestion must allow exactly the origins its keys list, and it caps
- * bodies at the API's 1 MB where a batch of 500 needs more.
+ * bodies at the API's 1 MB where a full batch needs more (config.toml [ingest]).
  */
 import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
@@ -21,14 +21,7 @@ import {
 } from "../_shared/errors.ts";
 import { type Deps, log, validationHook } from "../_shared/http.ts";
 import { normalizeLead } from "../_shared/leads.ts";
-import {
-  documentIngest,
-  ingestLeadSchema,
-  KNOWN_FIELDS,
-  MAX_BATCH,
-  MAX_BODY_BYTES,
-  MAX_IDEMPOTENCY_KEY,
-} from "./ingest.routes.ts";
+import { documentIngest, ingestLeadSchema, KNOWN_FIELDS, MAX_IDEMPOTENCY_KEY } from "./ingest.routes.ts";
 
 interface IngestEnv {
   Variables: {
@@ -38,12 +31,6 @@ interface IngestEnv {
     clientId?: string;
     keyId?: string;
   };
-}
-
-/** Limits of one ingest app; tests may lower them. */
-export interface IngestOptions {
-  maxBatch?: number;
-  maxBodyBytes?: number;
 }
 
 type Outcome = "created" | "duplicate" | "existing" | "invalid";
@@ -247,10 +234,9 @@ function keyError(reply: Extract<IngestReply, { error: string }>, batch: boolean
 const RETRYABLE = new Set(["40P01", "40001"]);
 
 /** Builds the ingest function's app with its dependencies, for production and tests alike. */
-export function createIngestApp(deps: Deps, options: IngestOptions = {}) {
+export function createIngestApp(deps: Deps) {
   const { sql } = deps;
-  const maxBatch = options.maxBatch ?? MAX_BATCH;
-  const maxBodyBytes = options.maxBodyBytes ?? MAX_BODY_BYTES;
+  const { max_batch: maxBatch, max_body_bytes: maxBodyBytes } = deps.config.ingest;
   const app = new OpenAPIHono<IngestEnv>({ defaultHook: validationHook }).basePath(
     "/ingest",
   ) as unknown as OpenAPIHono<IngestEnv>;
@@ -280,7 +266,7 @@ export function createIngestApp(deps: Deps, options: IngestOptions = {}) {
     });
   });
 
-  documentIngest(app as unknown as OpenAPIHono<never>);
+  documentIngest(app as unknown as OpenAPIHono<never>, maxBatch);
 
   // CORS preflight: it carries no key, so an origin passes when some active key lists it; the POST that
   // follows is checked against its own key.

@@ -7,12 +7,6 @@ import { type OpenAPIHono, z } from "@hono/zod-openapi";
 import { problemSchema } from "../_shared/errors.ts";
 import { leadFields } from "../_shared/leads.ts";
 
-/** Most leads one batch request may carry. */
-export const MAX_BATCH = 500;
-
-/** Largest ingest body: a full batch of form submissions must fit, so above the API's 1 MB. */
-export const MAX_BODY_BYTES = 5 * 1024 * 1024;
-
 /** Longest Idempotency-Key; batch items append ":<index>" and external_ref allows 200 characters. */
 export const MAX_IDEMPOTENCY_KEY = 150;
 
@@ -87,7 +81,7 @@ const rateLimitHeaders = {
  * Documents the ingest routes and serves the document at /ingest/openapi.json. Paths are relative to the
  * app's base path, which the document generator prepends.
  */
-export function documentIngest(app: OpenAPIHono<never>) {
+export function documentIngest(app: OpenAPIHono<never>, maxBatch: number) {
   app.openAPIRegistry.registerComponent("securitySchemes", "apiKey", {
     type: "apiKey",
     in: "header",
@@ -98,7 +92,7 @@ export function documentIngest(app: OpenAPIHono<never>) {
     method: "post",
     path: "/leads",
     tags: ["Ingestion"],
-    summary: 'Send one lead, or a batch of up to 500 as {"leads": [...]}',
+    summary: `Send one lead, or a batch of up to ${maxBatch} as {"leads": [...]}`,
     description: "One lead needs the key scope ingest:single, a batch ingest:batch. Every item is " +
       "validated on its own: invalid items are reported with their errors and the others are stored. " +
       "With an Idempotency-Key header a single lead's external_ref defaults to the key, and each batch " +
@@ -118,7 +112,7 @@ export function documentIngest(app: OpenAPIHono<never>) {
           "application/json": {
             schema: z.union([
               ingestLeadSchema,
-              z.object({ leads: z.array(ingestLeadSchema).min(1).max(MAX_BATCH) }).openapi("IngestBatch"),
+              z.object({ leads: z.array(ingestLeadSchema).min(1).max(maxBatch) }).openapi("IngestBatch"),
             ]),
           },
         },
