@@ -1,0 +1,439 @@
+/**
+ * Sections A and B: lead ingestion through the platform (ingest function, API key, validation, dedup and
+ * assignment triggers, visibility index) against (a) a bare Hono + postgres.js server inserting the same
+ * columns into a plain table and (b) pgbench doing that INSERT straight on the database.
+ */
+import type { Sql } from "../../functions/_shared/db.ts";
+import { type LoadResult, runPgbench, runWrk } from "./_load.ts";
+import { cpuMeter } from "./_cpu.ts";
+import { sampleWaits, type WaitProfile } from "./_waits.ts";
+
+export const INGEST_CLIENT = "bench-ingest";
+const PLATFORM_PATH = "/functions/v1/ingest/leads";
+const BASELINE_PATH = "/leads";
+const ROOT = new URL("../../", import.meta.url).pathname;
+
+export interface IngestSettings {
+  url: string;
+  seconds: number;
+  warmupSeconds: number;
+  singleConnections: number[];
+  batchConnections: number[];
+  batchSize: number;
+  pool: number;
+}
+
+/**
+ * One measured run: what the load generator saw, the leads the database gained, where its backends were,
+ * how busy the machine's CPUs were and the HTTP server's own CPU time per request.
+ */
+export type Measured = LoadResult & {
+  leads_stored: number;
+  waits: WaitProfile;
+  machine_cpu_busy_pct: number | null;
+  server_cpu_ms_per_request: number | null;
+};
+
+export interface IngestPoint {
+  connections: number;
+  platform: Measured | null;
+  baseline_http: Measured | null;
+  baseline_pgbench?: Measured | null;
+}
+
+export interface IngestReport {
+  platform_available: boolean;
+  platform_probe: { single: ProbeResult; batch: ProbeResult };
+  api_key_prefix: string;
+  pool_per_server: number;
+  single: IngestPoint[];
+  batch: IngestPoint[];
+  batch_size: number;
+  notes: string[];
+}
+
+interface ProbeResult {
+  status: number;
+  body: string;
+}
+
+async function sha256(text: string): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
+}
+
+function randomText(length: number, alphabet: string): string {
+  return Array.from(crypto.getRandomValues(new Uint8Array(length)), (b) => alphabet[b % alphabet.length])
+    .join("");
+}
+
+/**
+ * The bench client (an owner and the 4 agents the assignment rule rotates over), its API key inserted the
+ * way the key endpoints store one (SHA-256 of the whole key), and the baseline's plain table: the columns
+ * of public.leads with only a primary key (no other index, constraint or trigger).
+ */
+export async function prepareIngest(sql: Sql): Promise<{ apiKey: string; prefix: string }> {
+  await sql`insert into public.clients (id, name) values (${INGEST_CLIENT}, 'Bench ingest')`;
+  const people = ["owner", "agent", "agent", "agent", "agent"].map((role, i) => ({
+    role,
+    email: `${role}-${i}@ingest.bench.example.com`,
+  }));
+  let owner: string | null = null;
+  for (const person of people) {
+    const rows: { id: string }[] = await sql<{ id: string }[]>`
+      with u as (
+        insert into public.users (email, full_name) values (${person.email}, ${"Bench " + person.role})
+        returning id
+      )
+      insert into public.memberships (client_id, user_id, role_id, reports_to)
+      select ${INGEST_CLIENT}, u.id, r.id, ${owner}::uuid from u
+      join public.roles r on r.client_id = ${INGEST_CLIENT} and r.key = ${person.role}
+      returning id`;
+    owner ??= rows[0].id;
+  }
+  // The shape the key endpoints issue: lap_<environment>_<8 base32 characters>_<secret>.
+  const prefix = randomText(8, "abcdefghijklmnopqrstuvwxyz234567");
+  const apiKey = `lap_live_${prefix}_${
+    randomText(43, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+  }`;
+  await sql`
+    insert into app.api_keys (client_id, name, environment, prefix, key_hash, scopes, rate_limit_per_minute)
+    values (${INGEST_CLIENT}, 'Benchmark', 'live', ${prefix}, ${await sha256(apiKey)},
+            '{ingest:single,ingest:batch}', 1000000)`;
+  await sql`create table bench.plain_leads (like public.leads including defaults including generated)`;
+  await sql`alter table bench.plain_leads add primary key (id)`;
+  return { apiKey, prefix };
+}
+
+/** A Deno subprocess serving HTTP, started from the repository root; stop() ends it with SIGTERM. */
+export interface Server {
+  origin: string;
+  pid: number;
+  stop(): Promise<void>;
+  /** The last output of the process, for error messages. */
+  tail(): string;
+}
+
+const running = new Set<Server>();
+
+/** Stops every server still running (after an error or an interrupt). */
+export async function stopAllServers() {
+  await Promise.all([...running].map((server) => server.stop()));
+}
+
+/** Starts a server entry that prints "listening <port>", and waits until it does. */
+export async function startServer(entry: string, env: Record<string, string>): Promise<Server> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", entry],
+    cwd: ROOT,
+    env: { ...Deno.env.toObject(), BENCH_PORT: "0", ...env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let tail = "";
+  let resolveListening: (port: number) => void;
+  const listening = new Promise<number>((resolve) => resolveListening = resolve);
+  // Drained for the process's whole life, so a chatty server never blocks on a full pipe.
+  const drain = async (stream: ReadableStream<Uint8Array>) => {
+    const decoder = new TextDecoder();
+    for await (const chunk of stream) {
+      tail = (tail + decoder.decode(chunk, { stream: true })).slice(-4000);
+      const match = tail.match(/listening (\d+)/);
+      if (match) resolveListening(Number(match[1]));
+    }
+  };
+  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]);
+  const exited = child.status.then((status) => {
+    throw new Error(`${entry} exited with code ${status.code} before listening:\n${tail}`);
+  });
+  const timeout = new Promise<never>((_, reject) =>
+    setTimeout(() => reject(new Error(`${entry} did not start in 60 s:\n${tail}`)), 60_000)
+  );
+  let port: number;
+  try {
+    port = await Promise.race([listening, exited, timeout]);
+  } catch (error) {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Already gone.
+    }
+    throw error;
+  }
+  exited.catch(() => {});
+  const server: Server = {
+    origin: `http://127.0.0.1:${port}`,
+    pid: child.pid,
+    tail: () => tail,
+    stop: async () => {
+      running.delete(server);
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // Already gone.
+      }
+      const forced = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch {
+          // Already gone.
+        }
+      }, 5000);
+      await child.status;
+      clearTimeout(forced);
+      await drained.catch(() => {});
+    },
+  };
+  running.add(server);
+  return server;
+}
+
+async function probe(origin: string, apiKey: string, body: unknown): Promise<ProbeResult> {
+  try {
+    const response = await fetch(origin + PLATFORM_PATH, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-api-key": apiKey },
+      body: JSON.stringify(body),
+    });
+    return { status: response.status, body: (await response.text()).slice(0, 300) };
+  } catch (error) {
+    return { status: 0, body: error instanceof Error ? error.message : String(error) };
+  }
+}
+
+const ok = (status: number) => status >= 200 && status < 300;
+
+const probeLead = (n: number) => ({
+  full_name: `Probe Lead ${n}`,
+  email: `probe-${n}@bench.example.com`,
+  // Area code 213 is the last one ingest.lua reaches, far beyond any run's numbers.
+  phone: `+1213555${String(1000 + n).slice(-4)}`,
+});
+
+/** The pgbench script: the baseline's INSERT with a similar row, done by the database alone. */
+function pgbenchScript(): string {
+  const payload = JSON.stringify({
+    full_name: "Bench Lead 123456",
+    email: "lead-123456@bench.example.com",
+    phone: "+12122123456",
+    utm_source: "bench",
+    utm_medium: "cpc",
+    utm_campaign: "spring",
+    consent: true,
+    custom: { plan: "pro", seats: 6 },
+    // pgbench reads ":name" as a variable, so no colon may touch the value after it.
+  }).replaceAll('":', '": ');
+  return [
+    "\\set n random(1, 1000000000)",
+    "insert into bench.plain_leads (client_id, source, full_name, email, phone, utm_source, utm_medium, " +
+    "utm_campaign, consent, custom, raw_payload) values ('bench-ingest', 'website', 'Bench Lead ' || :n, " +
+    "'pgbench-' || :client_id || '-' || :n || '@bench.example.com', '+1' || (2122000000 + :n % 8000000), " +
+    `'bench', 'cpc', 'spring', true, '{"plan": "pro", "seats": 6}', '${payload}') returning id;`,
+    "",
+  ].join("\n");
+}
+
+let nextBase = 0;
+/** A fresh range of lead numbers for one wrk run (runs stay far below a million requests). */
+function base(): number {
+  nextBase += 1_000_000;
+  return nextBase;
+}
+
+async function count(sql: Sql, table: "platform" | "plain"): Promise<number> {
+  const [row] = table === "platform"
+    ? await sql<
+      { n: number }[]
+    >`select count(*)::int as n from public.leads where client_id = ${INGEST_CLIENT}`
+    : await sql<{ n: number }[]>`select count(*)::int as n from bench.plain_leads`;
+  return row.n;
+}
+
+function log(message: string) {
+  console.error(`[bench] ${message}`);
+}
+
+/** Warm-up, then one measured wrk run; counts the leads the run stored. */
+async function wrkPoint(
+  sql: Sql,
+  settings: IngestSettings,
+  target: { server: Server; path: string; apiKey?: string; table: "platform" | "plain" },
+  connections: number,
+  batch: number,
+): Promise<Measured> {
+  const run = (seconds: number) =>
+    runWrk({
+      origin: target.server.origin,
+      path: target.path,
+      apiKey: target.apiKey,
+      connections,
+      seconds,
+      base: base(),
+      batch,
+    });
+  if (settings.warmupSeconds > 0) await run(settings.warmupSeconds);
+  const before = await count(sql, target.table);
+  const sampler = sampleWaits(sql);
+  const cpu = await cpuMeter(target.server.pid);
+  const result = await run(settings.seconds);
+  const used = await cpu.stop();
+  const waits = await sampler.stop();
+  const stored = (await count(sql, target.table)) - before;
+  return {
+    ...result,
+    leads_stored: stored,
+    waits,
+    machine_cpu_busy_pct: used.machine_busy_pct,
+    server_cpu_ms_per_request: used.process_cpu_s === null || !result.requests
+      ? null
+      : Math.round((100_000 * used.process_cpu_s) / result.requests) / 100,
+  };
+}
+
+/** Runs sections A and B; the platform's points are skipped (null) while its ingest endpoint is missing. */
+export async function benchIngest(sql: Sql, settings: IngestSettings): Promise<IngestReport> {
+  const notes: string[] = [];
+  const { apiKey, prefix } = await prepareIngest(sql);
+  const single: IngestPoint[] = settings.singleConnections.map((c) => ({
+    connections: c,
+    platform: null,
+    baseline_http: null,
+    baseline_pgbench: null,
+  }));
+  const batch: IngestPoint[] = settings.batchConnections.map((c) => ({
+    connections: c,
+    platform: null,
+    baseline_http: null,
+  }));
+  const serverEnv = {
+    DATABASE_URL: settings.url,
+    BENCH_POOL: String(settings.pool),
+    APP_ENV: "test",
+    LOG_LEVEL: "error",
+    // Every request comes from 127.0.0.1: lift the shared per-IP and per-user buckets.
+    RATE_LIMIT_PER_IP: "1000000000",
+    RATE_LIMIT_PER_USER: "1000000000",
+  };
+
+  // One server at a time, so idle pools never add up past max_connections while pgbench runs.
+  log("starting the platform server");
+  const platform = await startServer("scripts/bench/platform_server.ts", serverEnv);
+  let probes: IngestReport["platform_probe"];
+  try {
+    probes = {
+      single: await probe(platform.origin, apiKey, probeLead(1)),
+      batch: await probe(platform.origin, apiKey, { leads: [probeLead(2), probeLead(3)] }),
+    };
+    // A platform point that fails (the server died, wrk could not run) is reported, not fatal.
+    const platformPoint = async (connections: number, batchSize: number) => {
+      try {
+        return await wrkPoint(
+          sql,
+          settings,
+          { server: platform, path: PLATFORM_PATH, apiKey, table: "platform" },
+          connections,
+          batchSize,
+        );
+      } catch (error) {
+        notes.push(
+          `Platform ${batchSize ? "batch" : "single"} ingest at ${connections} connection(s) failed: ` +
+            `${error instanceof Error ? error.message : String(error)}; server output: ${
+              platform.tail().slice(-300)
+            }`,
+        );
+        return null;
+      }
+    };
+    const available = ok(probes.single.status);
+    if (!available) {
+      notes.push(
+        `Platform ingest skipped: POST ${PLATFORM_PATH} answered ${probes.single.status} ` +
+          `(${probes.single.body.slice(0, 120)})`,
+      );
+    } else {
+      for (const point of single) {
+        log(`A platform, ${point.connections} connection(s)`);
+        point.platform = await platformPoint(point.connections, 0);
+      }
+      if (!ok(probes.batch.status)) {
+        notes.push(
+          `Platform batch ingest skipped: it answered ${probes.batch.status} (${
+            probes.batch.body.slice(0, 120)
+          })`,
+        );
+      } else {
+        for (const point of batch) {
+          log(`B platform, ${point.connections} connection(s) x ${settings.batchSize} leads`);
+          point.platform = await platformPoint(point.connections, settings.batchSize);
+        }
+      }
+    }
+  } finally {
+    await platform.stop();
+  }
+
+  log("starting the baseline (a) server");
+  const baseline = await startServer("scripts/bench/baseline_server.ts", serverEnv);
+  try {
+    for (const point of single) {
+      log(`A baseline (a), ${point.connections} connection(s)`);
+      point.baseline_http = await wrkPoint(
+        sql,
+        settings,
+        { server: baseline, path: BASELINE_PATH, table: "plain" },
+        point.connections,
+        0,
+      );
+    }
+    for (const point of batch) {
+      log(`B baseline (a), ${point.connections} connection(s) x ${settings.batchSize} leads`);
+      point.baseline_http = await wrkPoint(
+        sql,
+        settings,
+        { server: baseline, path: BASELINE_PATH, table: "plain" },
+        point.connections,
+        settings.batchSize,
+      );
+    }
+  } finally {
+    await baseline.stop();
+  }
+
+  const script = await Deno.makeTempFile({ prefix: "lap-bench-", suffix: ".sql" });
+  try {
+    await Deno.writeTextFile(script, pgbenchScript());
+    for (const point of single) {
+      log(`A baseline (b) pgbench, ${point.connections} client(s)`);
+      const options = { url: settings.url, script, clients: point.connections };
+      if (settings.warmupSeconds > 0) {
+        await runPgbench({ ...options, seconds: settings.warmupSeconds, log: false });
+      }
+      const before = await count(sql, "plain");
+      const sampler = sampleWaits(sql);
+      const cpu = await cpuMeter();
+      const result = await runPgbench({ ...options, seconds: settings.seconds, log: true });
+      const used = await cpu.stop();
+      const waits = await sampler.stop();
+      point.baseline_pgbench = {
+        ...result,
+        leads_stored: (await count(sql, "plain")) - before,
+        waits,
+        machine_cpu_busy_pct: used.machine_busy_pct,
+        server_cpu_ms_per_request: null,
+      };
+    }
+  } finally {
+    await Deno.remove(script);
+  }
+
+  return {
+    platform_available: ok(probes.single.status),
+    platform_probe: probes,
+    api_key_prefix: prefix,
+    pool_per_server: settings.pool,
+    single,
+    batch,
+    batch_size: settings.batchSize,
+    notes,
+  };
+}
