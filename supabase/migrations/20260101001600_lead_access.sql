@@ -11,11 +11,15 @@
 -- Active clients where the requesting user holds a permission (every client for platform administrators is
 -- handled by the policies' own is_platform_admin() branch).
 create function app.clients_with_permission(p_code text) returns text[]
-language sql stable
+language plpgsql stable
 security definer
 set search_path = ''
 as $$
-  select coalesce(array_agg(m.client_id), '{}') from app._my_memberships() m where p_code = any (m.permissions);
+begin
+  return (
+    select coalesce(array_agg(m.client_id), '{}') from app._my_memberships() m where p_code = any (m.permissions)
+  );
+end
 $$;
 grant execute on function app.clients_with_permission(text) to authenticated, service_role;
 
