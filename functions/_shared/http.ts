@@ -89,6 +89,36 @@ export const validationHook = (
   }
 };
 
+/** The problem+json 404 for a path no route serves. */
+export function routeNotFound(c: Context): Response {
+  return problemResponse(
+    c,
+    new ApiError(404, "route_not_found", `No route for ${c.req.method} ${c.req.path}`),
+  );
+}
+
+/**
+ * The single error handler of every function: our ApiErrors as they are, Hono's body errors and database
+ * refusals as 4xx, anything else logged with the request id and answered as a bare 500.
+ */
+export function errorResponse(error: Error, c: Context): Response {
+  if (error instanceof ApiError) return problemResponse(c, error);
+  if (error instanceof HTTPException) {
+    // Hono's JSON validator raises 400 for a body that is not JSON at all.
+    const code = error.status === 400 ? "malformed_json" : "bad_request";
+    const detail = error.status === 400 ? "The request body is not valid JSON" : error.message;
+    return problemResponse(c, new ApiError(error.status, code, detail));
+  }
+  const mapped = apiErrorFromDb(error);
+  if (mapped) return problemResponse(c, mapped);
+  log("error", "unhandled error", {
+    request_id: c.get("requestId"),
+    error: `${error.name}: ${error.message}`,
+    stack: error.stack,
+  });
+  return problemResponse(c, new ApiError(500, "internal_error", "Something went wrong on our side"));
+}
+
 const BODY_METHODS = new Set(["POST", "PUT", "PATCH"]);
 
 /**
@@ -172,27 +202,8 @@ export function createRouter(basePath: string, config: Config): OpenAPIHono<AppE
     await next();
   });
 
-  app.notFound((c) =>
-    problemResponse(c, new ApiError(404, "route_not_found", `No route for ${c.req.method} ${c.req.path}`))
-  );
-
-  app.onError((error, c) => {
-    if (error instanceof ApiError) return problemResponse(c, error);
-    if (error instanceof HTTPException) {
-      // Hono's JSON validator raises 400 for a body that is not JSON at all.
-      const code = error.status === 400 ? "malformed_json" : "bad_request";
-      const detail = error.status === 400 ? "The request body is not valid JSON" : error.message;
-      return problemResponse(c, new ApiError(error.status, code, detail));
-    }
-    const mapped = apiErrorFromDb(error);
-    if (mapped) return problemResponse(c, mapped);
-    log("error", "unhandled error", {
-      request_id: c.get("requestId"),
-      error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
-      stack: error instanceof Error ? error.stack : undefined,
-    });
-    return problemResponse(c, new ApiError(500, "internal_error", "Something went wrong on our side"));
-  });
+  app.notFound(routeNotFound);
+  app.onError(errorResponse);
 
   return app;
 }

@@ -10,16 +10,9 @@
  */
 import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import { HTTPException } from "hono/http-exception";
 import { hashToken } from "../_shared/auth.ts";
-import {
-  ApiError,
-  apiErrorFromDb,
-  type FieldError,
-  fieldErrors,
-  problemResponse,
-} from "../_shared/errors.ts";
-import { type Deps, log, validationHook } from "../_shared/http.ts";
+import { ApiError, type FieldError, fieldErrors } from "../_shared/errors.ts";
+import { type Deps, errorResponse, log, routeNotFound, validationHook } from "../_shared/http.ts";
 import { normalizeLead } from "../_shared/leads.ts";
 import { documentIngest, ingestLeadSchema, KNOWN_FIELDS, MAX_IDEMPOTENCY_KEY } from "./ingest.routes.ts";
 
@@ -419,24 +412,8 @@ export function createIngestApp(deps: Deps) {
     });
   });
 
-  app.notFound((c) =>
-    problemResponse(c, new ApiError(404, "route_not_found", `No route for ${c.req.method} ${c.req.path}`))
-  );
-
-  app.onError((error, c) => {
-    if (error instanceof ApiError) return problemResponse(c, error);
-    if (error instanceof HTTPException) {
-      return problemResponse(c, new ApiError(error.status, "bad_request", error.message));
-    }
-    const mapped = apiErrorFromDb(error);
-    if (mapped) return problemResponse(c, mapped);
-    log("error", "unhandled error", {
-      request_id: c.get("requestId"),
-      error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
-      stack: error instanceof Error ? error.stack : undefined,
-    });
-    return problemResponse(c, new ApiError(500, "internal_error", "Something went wrong on our side"));
-  });
+  app.notFound(routeNotFound);
+  app.onError(errorResponse);
 
   return app;
 }
