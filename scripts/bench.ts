@@ -23,10 +23,9 @@ import { benchIngest, stopAllServers } from "./bench/_ingest.ts";
 import { benchLeadList } from "./bench/_lead_list.ts";
 import { toolVersion } from "./bench/_load.ts";
 import { type BenchReport, formatReport, ingestRatios, type Machine } from "./bench/_report.ts";
-import { startEmbeddedPostgres } from "./embedded_postgres.ts";
+import { findServer, withDatabase } from "./database_server.ts";
 import { migrate } from "./migrate.ts";
 
-const LOCAL_SERVER = "postgres://postgres@127.0.0.1:5432/postgres";
 const OUTPUT = new URL("../.data/bench.json", import.meta.url);
 
 function env(name: string, fallback: string): string {
@@ -53,34 +52,6 @@ async function loadAverage(): Promise<number[]> {
   } catch {
     return [];
   }
-}
-
-async function reachable(url: string): Promise<boolean> {
-  const sql = postgres(url, { max: 1, connect_timeout: 3, onnotice: () => {} });
-  try {
-    await sql`select 1`;
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await sql.end({ timeout: 1 });
-  }
-}
-
-/** The maintenance-database URL of the server to run on, and a stop function for an embedded one. */
-async function findServer(): Promise<{ adminUrl: string; stop?: () => Promise<void> }> {
-  const configured = Deno.env.get("DATABASE_URL");
-  if (configured) return { adminUrl: configured };
-  if (await reachable(LOCAL_SERVER)) return { adminUrl: LOCAL_SERVER };
-  log("no PostgreSQL server on 127.0.0.1:5432; starting the embedded one");
-  const embedded = await startEmbeddedPostgres({ dataDir: ".data/bench-postgres", port: 54328 });
-  return { adminUrl: embedded.url, stop: () => embedded.stop() };
-}
-
-function withDatabase(url: string, database: string): string {
-  const parsed = new URL(url);
-  parsed.pathname = `/${database}`;
-  return parsed.toString();
 }
 
 async function machineInfo(sql: postgres.Sql): Promise<Machine> {
@@ -112,17 +83,6 @@ async function machineInfo(sql: postgres.Sql): Promise<Machine> {
  * The lead policies need leads.read, which reaches the permission catalog from the leads API routes.
  * While those routes are missing the catalog lacks it and every RLS case would see nothing, so add it.
  */
-async function ensureLeadPermissions(sql: postgres.Sql): Promise<string | null> {
-  const [{ present }] = await sql<{ present: boolean }[]>`
-    select exists (select 1 from public.permissions where code = 'leads.read') as present`;
-  if (present) return null;
-  await sql`
-    select app.sync_permissions(
-      (select coalesce(jsonb_object_agg(code, description), '{}') from public.permissions)
-      || '{"leads.read": "Read leads"}'::jsonb)`;
-  return "leads.read was missing from the permission catalog (no leads routes yet); the benchmark added it";
-}
-
 if (import.meta.main) {
   const started = performance.now();
   const startedAt = new Date().toISOString();
@@ -152,7 +112,7 @@ if (import.meta.main) {
     }
   }
 
-  const server = await findServer();
+  const server = await findServer({ dataDir: ".data/bench-postgres", port: 54328 });
   const database = `lap_bench_${Date.now()}_${Deno.pid}`;
   const admin = postgres(server.adminUrl, { max: 1, onnotice: () => {} });
   await admin.unsafe(`create database ${database}`);
@@ -187,8 +147,6 @@ if (import.meta.main) {
     // The benchmark's own tables (baseline table, generated hierarchy), apart from the platform's.
     await sql`create schema bench`;
     const notes: string[] = [];
-    const permissionNote = await ensureLeadPermissions(sql);
-    if (permissionNote) notes.push(permissionNote);
     const machine = await machineInfo(sql);
 
     let ingest: BenchReport["ingest"] = { skipped: "not in BENCH_SECTIONS" };

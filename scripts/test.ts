@@ -7,38 +7,8 @@
  *   deno task test tests/e2e/auth_test.ts   # some files
  */
 import postgres from "postgres";
-import { startEmbeddedPostgres } from "./embedded_postgres.ts";
+import { findServer, withDatabase } from "./database_server.ts";
 import { migrate } from "./migrate.ts";
-
-const LOCAL_SERVER = "postgres://postgres@127.0.0.1:5432/postgres";
-
-async function reachable(url: string): Promise<boolean> {
-  const sql = postgres(url, { max: 1, connect_timeout: 3, onnotice: () => {} });
-  try {
-    await sql`select 1`;
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await sql.end({ timeout: 1 });
-  }
-}
-
-/** The maintenance-database URL of the server to test on, and a stop function for an embedded one. */
-async function findServer(): Promise<{ adminUrl: string; stop?: () => Promise<void> }> {
-  const configured = Deno.env.get("DATABASE_URL");
-  if (configured) return { adminUrl: configured };
-  if (await reachable(LOCAL_SERVER)) return { adminUrl: LOCAL_SERVER };
-  console.log("No PostgreSQL server on 127.0.0.1:5432; starting the embedded one");
-  const embedded = await startEmbeddedPostgres({ dataDir: ".data/test-postgres", port: 54329 });
-  return { adminUrl: embedded.url, stop: () => embedded.stop() };
-}
-
-function withDatabase(url: string, database: string): string {
-  const parsed = new URL(url);
-  parsed.pathname = `/${database}`;
-  return parsed.toString();
-}
 
 /** Runs deno test, echoing its output, and returns the exit code with the passed/failed counts. */
 async function runDenoTest(args: string[], env: Record<string, string>) {
@@ -67,7 +37,7 @@ async function runDenoTest(args: string[], env: Record<string, string>) {
 }
 
 if (import.meta.main) {
-  const server = await findServer();
+  const server = await findServer({ dataDir: ".data/test-postgres", port: 54329 });
   const database = `lap_test_${Date.now()}_${Deno.pid}`;
   const admin = postgres(server.adminUrl, { max: 1, onnotice: () => {} });
   await admin.unsafe(`create database ${database}`);
