@@ -2,6 +2,11 @@
 -- `team`-scoped role the leads owned by itself and everyone below it, an `own`-scoped role its own leads.
 -- Unassigned leads are visible to client scope only. Writes stay inside the same visible part; notes and the
 -- timeline follow the visibility of their lead. Leads are never deleted through the API roles.
+--
+-- Each branch is one helper holding the permission and the scope together (sql/0017_lead_list_speed.sql), so
+-- a statement reads the caller's memberships once per branch it needs. The team branch comes first (a
+-- manager's rows need only it), the client scope second, the platform-admin branch last: a helper runs only
+-- when a row reaches its branch.
 
 alter table public.leads enable row level security;
 alter table public.lead_notes enable row level security;
@@ -18,11 +23,8 @@ drop policy if exists "Leads are viewable within the caller's scope" on public.l
 create policy "Leads are viewable within the caller's scope" on public.leads
   for select to authenticated
   using (
-    client_id = any ((select app.clients_with_permission('leads.read'))::text[])
-    and (
-      client_id = any ((select app.my_full_scope_client_ids())::text[])
-      or owner_membership_id = any ((select app.my_team_member_ids())::uuid[])
-    )
+    owner_membership_id = any ((select app.team_member_ids_with('leads.read'))::uuid[])
+    or client_id = any ((select app.full_scope_client_ids_with('leads.read'))::text[])
     or (select app.is_platform_admin())
   );
 
@@ -38,19 +40,13 @@ drop policy if exists "Leads are updated within the caller's scope with leads.up
 create policy "Leads are updated within the caller's scope with leads.update" on public.leads
   for update to authenticated
   using (
-    client_id = any ((select app.clients_with_permission('leads.update'))::text[])
-    and (
-      client_id = any ((select app.my_full_scope_client_ids())::text[])
-      or owner_membership_id = any ((select app.my_team_member_ids())::uuid[])
-    )
+    owner_membership_id = any ((select app.team_member_ids_with('leads.update'))::uuid[])
+    or client_id = any ((select app.full_scope_client_ids_with('leads.update'))::text[])
     or (select app.is_platform_admin())
   )
   with check (
-    client_id = any ((select app.clients_with_permission('leads.update'))::text[])
-    and (
-      client_id = any ((select app.my_full_scope_client_ids())::text[])
-      or owner_membership_id = any ((select app.my_team_member_ids())::uuid[])
-    )
+    owner_membership_id = any ((select app.team_member_ids_with('leads.update'))::uuid[])
+    or client_id = any ((select app.full_scope_client_ids_with('leads.update'))::text[])
     or (select app.is_platform_admin())
   );
 

@@ -54,7 +54,7 @@ export interface ListCase {
   rls: boolean;
   sql: string;
   rows: number;
-  /** The statement(s) alone (both of listLeads()), timed inside the transaction. */
+  /** The statement alone (listLeads() runs one), timed inside the transaction. */
   statement_ms: Stats;
   /** BEGIN, (set_config for RLS cases,) the statement, COMMIT: one request's database work. */
   transaction_ms: Stats;
@@ -341,7 +341,7 @@ export async function benchLeadList(sql: Sql, settings: ListSettings): Promise<L
     },
     {
       id: "manager_rls_api",
-      description: "(1) mid-level manager, the API's own listLeads() (index ids, then the page)",
+      description: "(1) mid-level manager, the API's own listLeads() (index ids and page, one statement)",
       who: manager,
       rls: true,
       sql: "listLeads() in functions/api/leads/leads.queries.ts, no filters, limit 50",

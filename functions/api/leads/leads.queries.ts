@@ -104,7 +104,8 @@ function filterConditions(tx: Tx, filters: LeadFilters): postgres.PendingQuery<p
  * Unfiltered, team- and own-scoped callers read the page's ids from the per-viewer visibility index
  * (app.visible_lead_page), one ordered index range however large the client; the leads are then selected
  * under row-level security as always. Client-scoped callers, platform administrators and filtered lists
- * use the client's (client_id, created_at, id) index, with RLS deciding visibility.
+ * use the client's (client_id, created_at, id) index, with RLS deciding visibility. Unfiltered, both
+ * paths are one statement, so a page costs one round trip whoever asks.
  */
 export async function listLeads(
   tx: Tx,
@@ -113,30 +114,42 @@ export async function listLeads(
   page: { limit: number; before?: [string, string] },
 ): Promise<{ rows: LeadRow[]; more: boolean }> {
   const before = page.before;
-  if (!hasFilters(filters)) {
-    const [{ ids }] = await tx<{ ids: string[] | null }[]>`
-      select app.visible_lead_page(${clientId}, ${page.limit + 1}, ${before?.[0] ?? null}::timestamptz,
-                                   ${before?.[1] ?? null}::uuid) as ids`;
-    if (ids) {
-      if (ids.length === 0) return { rows: [], more: false };
-      const rows = await tx<LeadRow[]>`
-        select ${tx.unsafe(SELECT_LEAD)} from public.leads l
-        where l.client_id = ${clientId} and l.id = any (${ids}::uuid[])
-        order by l.created_at desc, l.id desc`;
-      return { rows: rows.slice(0, page.limit), more: ids.length > page.limit && rows.length > 0 };
-    }
+  if (!Number.isSafeInteger(page.limit) || page.limit < 1) {
+    throw new RangeError(`Invalid page limit "${page.limit}"`);
   }
+  // The limit is written into the statement, not bound: with a bound limit the planner costs the generic
+  // plan for an unknown row count, keeps choosing custom plans and so plans the statement on every request
+  // (measured: 0.3-0.5 ms, as much as the query). Few distinct limits are used, each a prepared statement.
+  const limit = tx.unsafe(String(page.limit + 1));
   const conditions = [
     tx`l.client_id = ${clientId}`,
     ...(before ? [tx`(l.created_at, l.id) < (${before[0]}::timestamptz, ${before[1]}::uuid)`] : []),
     ...filterConditions(tx, filters),
   ];
   const where = conditions.reduce((all, condition) => tx`${all} and ${condition}`);
-  const rows = await tx<LeadRow[]>`
-    select ${tx.unsafe(SELECT_LEAD)} from public.leads l
-    where ${where}
-    order by l.created_at desc, l.id desc
-    limit ${page.limit + 1}`;
+  // One statement either way (one round trip): the index page's ids, then whichever branch applies; the
+  // other branch's one-time filter keeps it from running.
+  const rows = hasFilters(filters)
+    ? await tx<LeadRow[]>`
+      select ${tx.unsafe(SELECT_LEAD)} from public.leads l
+      where ${where}
+      order by l.created_at desc, l.id desc
+      limit ${limit}`
+    : await tx<LeadRow[]>`
+      with page as materialized (
+        select app.visible_lead_page(${clientId}, ${limit}, ${before?.[0] ?? null}::timestamptz,
+                                     ${before?.[1] ?? null}::uuid) as ids
+      )
+      select l.* from page cross join lateral (
+        select ${tx.unsafe(SELECT_LEAD)} from public.leads l
+        where page.ids is not null and l.client_id = ${clientId} and l.id = any (page.ids)
+        union all
+        (select ${tx.unsafe(SELECT_LEAD)} from public.leads l
+         where page.ids is null and ${where}
+         order by l.created_at desc, l.id desc
+         limit ${limit})
+      ) l
+      order by l.created_at desc, l.id desc`;
   return { rows: rows.slice(0, page.limit), more: rows.length > page.limit };
 }
 
