@@ -2,7 +2,8 @@
  * The ingest function: public lead ingestion with client API keys, for website forms (browsers, CORS per
  * key) and servers. POST /ingest/leads takes one lead or {"leads": [...]}; each item is validated and
  * normalised here, then the key check, scope, origin, client status, rate limit and the idempotent insert
- * of every valid item happen in ONE database call (app.ingest_leads), so a request costs one round trip.
+ * of every valid item happen in ONE database call (app.ingest_requests), so a request costs one round trip.
+ * Requests that arrive while the database is busy share their call (ingest.queue.ts), each with its own reply.
  *
  * Built on OpenAPIHono directly rather than createRouter(): that router answers every preflight with the
  * management API's CORS origins, while ingestion must allow exactly the origins its keys list, and it caps
@@ -10,11 +11,11 @@
  */
 import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import { hashToken } from "../_shared/auth.ts";
 import { ApiError, type FieldError, fieldErrors } from "../_shared/errors.ts";
-import { type Deps, errorResponse, log, routeNotFound, validationHook } from "../_shared/http.ts";
+import { type Deps, errorResponse, log, readBody, routeNotFound, validationHook } from "../_shared/http.ts";
 import { normalizeLead } from "../_shared/leads.ts";
 import { documentIngest, ingestLeadSchema, KNOWN_FIELDS, MAX_IDEMPOTENCY_KEY } from "./ingest.routes.ts";
+import { IngestQueue, type IngestRequest } from "./ingest.queue.ts";
 
 interface IngestEnv {
   Variables: {
@@ -36,14 +37,14 @@ interface ItemResult {
   errors?: FieldError[];
 }
 
-/** What app.ingest_leads returns (sql/0015_ingest.sql). */
+/** What app.ingest_requests answers for one request (sql/0018_grouped_ingest.sql). */
 type IngestReply =
   | { error: string; scope?: string; client_id?: string; limit?: number; retry_after?: number }
   | {
     error?: undefined;
     client_id: string;
     key_id: string;
-    results: (ItemResult & { assigned_to?: string })[];
+    results: ItemResult[];
     rate_limit: { limit: number; remaining: number; reset: number };
   };
 
@@ -55,6 +56,8 @@ const ALLOW_HEADERS =
   "content-type, x-api-key, idempotency-key, authorization, x-request-id, x-client-info, apikey";
 const EXPOSE_HEADERS = "x-request-id, retry-after, ratelimit-limit, ratelimit-remaining, ratelimit-reset";
 const PREFLIGHT_MAX_AGE = "7200";
+
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value);
@@ -70,31 +73,14 @@ function apiKeyOf(c: Context): string | undefined {
   return bearer?.startsWith("lap_") ? bearer : undefined;
 }
 
-/** Reads the body, refusing with 413 as soon as it exceeds the cap (a declared length is checked first). */
-async function readBody(request: Request, maxBytes: number): Promise<Uint8Array> {
-  const tooLarge = () => new ApiError(413, "payload_too_large", `The request body exceeds ${maxBytes} bytes`);
-  if (Number(request.headers.get("content-length") ?? "0") > maxBytes) throw tooLarge();
-  if (!request.body) return new Uint8Array();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  const reader = request.body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > maxBytes) {
-      await reader.cancel();
-      throw tooLarge();
-    }
-    chunks.push(value);
+/** True when a string (or key) anywhere in the value contains U+0000. */
+function holdsNul(value: unknown): boolean {
+  if (typeof value === "string") return value.includes("\0");
+  if (Array.isArray(value)) return value.some(holdsNul);
+  if (isObject(value)) {
+    return Object.entries(value).some(([key, inner]) => key.includes("\0") || holdsNul(inner));
   }
-  const body = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    body.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return body;
+  return false;
 }
 
 /** Forms often send null or "" for fields left empty; those count as absent. Known strings are trimmed. */
@@ -119,12 +105,22 @@ function cleanItem(item: Record<string, unknown>): Record<string, unknown> {
 function prepareItem(
   item: unknown,
   index: number,
-  options: { batch: boolean; idempotencyKey?: string },
+  options: { batch: boolean; idempotencyKey?: string; mayHoldNul: boolean },
 ): { payload: Record<string, unknown> } | { errors: FieldError[] } {
   const prefix = options.batch ? `leads[${index}]` : "";
   const at = (path: string) => [prefix, path].filter(Boolean).join(".");
   if (!isObject(item)) {
     return { errors: [{ path: prefix, message: "Send each lead as a JSON object", code: "invalid_type" }] };
+  }
+  // Postgres text and jsonb cannot hold U+0000: refuse the item rather than fail the database call.
+  if (options.mayHoldNul && holdsNul(item)) {
+    return {
+      errors: [{
+        path: prefix,
+        message: "Text may not contain the NUL character (\\u0000)",
+        code: "invalid_string",
+      }],
+    };
   }
   const parsed = ingestLeadSchema.safeParse(cleanItem(item));
   if (!parsed.success) return { errors: fieldErrors(parsed.error.issues, prefix) };
@@ -223,13 +219,51 @@ function keyError(reply: Extract<IngestReply, { error: string }>, batch: boolean
   }
 }
 
-/** Deadlocks (two batches locking the same contacts in opposite orders) roll back everything: retry. */
+/** Deadlocks and serialisation failures roll back the whole call and are safe to retry. */
 const RETRYABLE = new Set(["40P01", "40001"]);
 
+/**
+ * Database calls in flight at once per instance, and the most items one grouped call carries. Two calls keep
+ * the database busy while the previous commit flushes; measured on 2 cores with 64 connections, 3, 6 and 12
+ * did not raise throughput (they only made the groups smaller).
+ */
+export const DEFAULT_QUEUE = { maxCalls: 2, maxItems: 500 };
+
+const keyHashes = new Map<string, string>();
+
+/** Hex SHA-256 of an API key, remembered for the keys seen recently (a form sends the same key every time). */
+async function keyHash(key: string): Promise<string> {
+  let hash = keyHashes.get(key);
+  if (hash === undefined) {
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key)));
+    hash = Array.from(digest, (byte) => byte.toString(16).padStart(2, "0")).join("");
+    if (keyHashes.size >= 10_000) keyHashes.clear();
+    keyHashes.set(key, hash);
+  }
+  return hash;
+}
+
 /** Builds the ingest function's app with its dependencies, for production and tests alike. */
-export function createIngestApp(deps: Deps) {
+export function createIngestApp(deps: Deps, queueOptions = DEFAULT_QUEUE) {
   const { sql } = deps;
   const { max_batch: maxBatch, max_body_bytes: maxBodyBytes } = deps.config.ingest;
+  const queue = new IngestQueue<IngestReply>(async (requests: IngestRequest[]) => {
+    const param = sql.json(requests as unknown as Parameters<typeof sql.json>[0]);
+    for (let attempt = 1;; attempt++) {
+      try {
+        const [{ replies }] = await sql<{ replies: IngestReply[] }[]>`
+          select app.ingest_requests(${param}) as replies`;
+        return replies;
+      } catch (error) {
+        const code = String((error as { code?: string }).code);
+        if (attempt < 3 && RETRYABLE.has(code)) {
+          log("warn", "ingest retried", { sqlstate: code, attempt, requests: requests.length });
+          continue;
+        }
+        throw error;
+      }
+    }
+  }, queueOptions);
   const app = new OpenAPIHono<IngestEnv>({ defaultHook: validationHook }).basePath(
     "/ingest",
   ) as unknown as OpenAPIHono<IngestEnv>;
@@ -301,8 +335,11 @@ export function createIngestApp(deps: Deps) {
 
     const raw = await readBody(c.req.raw, maxBodyBytes);
     let body: unknown;
+    let mayHoldNul = false;
     try {
-      body = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(raw));
+      const text = UTF8.decode(raw);
+      mayHoldNul = text.includes("\\u0000");
+      body = JSON.parse(text);
     } catch {
       throw new ApiError(400, "malformed_json", "The request body is not valid JSON");
     }
@@ -313,7 +350,7 @@ export function createIngestApp(deps: Deps) {
     const payloads: Record<string, unknown>[] = [];
     if (requestErrors.length === 0) {
       items.forEach((item, index) => {
-        const prepared = prepareItem(item, index, { batch, idempotencyKey });
+        const prepared = prepareItem(item, index, { batch, idempotencyKey, mayHoldNul });
         if ("errors" in prepared) {
           results[index] = {
             index,
@@ -332,23 +369,12 @@ export function createIngestApp(deps: Deps) {
     // validation detail is shown) and stores every valid item.
     const scope = batch ? "ingest:batch" : "ingest:single";
     const origin = c.req.header("origin") ?? null;
-    const hash = await hashToken(key);
-    const itemsParam = sql.json(payloads as Parameters<typeof sql.json>[0]);
-    let reply: IngestReply;
-    for (let attempt = 1;; attempt++) {
-      try {
-        [{ reply }] = await sql<{ reply: IngestReply }[]>`
-          select app.ingest_leads(${hash}, ${origin}, ${scope}, ${itemsParam}) as reply`;
-        break;
-      } catch (error) {
-        const code = String((error as { code?: string }).code);
-        if (attempt < 3 && RETRYABLE.has(code)) {
-          log("warn", "ingest retried", { request_id: c.get("requestId"), sqlstate: code, attempt });
-          continue;
-        }
-        throw error;
-      }
-    }
+    const reply = await queue.submit({
+      key_hash: await keyHash(key),
+      origin,
+      scope,
+      items: payloads,
+    });
     if (reply.error !== undefined) {
       // Refusals after the origin check passed are readable by the page that sent the request.
       if (origin && (reply.error === "client_inactive" || reply.error === "rate_limited")) {
@@ -383,7 +409,7 @@ export function createIngestApp(deps: Deps) {
       };
     }
     if (results.length !== items.length || results.some((result) => result === undefined)) {
-      throw new Error(`ingest_leads answered ${reply.results.length} of ${payloads.length} items`);
+      throw new Error(`ingest_requests answered ${reply.results.length} of ${payloads.length} items`);
     }
     const done = results as ItemResult[];
 

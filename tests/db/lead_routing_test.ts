@@ -11,6 +11,44 @@ import assert from "node:assert/strict";
 import { createDb, type Sql } from "../../functions/_shared/db.ts";
 import { actAs, addMember, createClient, createUser, db, test, testDatabaseUrl, uniq } from "../_helpers.ts";
 
+/** An ingest key of the client, stored as the key endpoints store one; returns the hex SHA-256 of it. */
+async function ingestKey(clientId: string): Promise<string> {
+  const secret = `lap_test_${uniq("key")}`;
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(secret)));
+  const hash = Array.from(digest, (byte) => byte.toString(16).padStart(2, "0")).join("");
+  await db()`
+    insert into app.api_keys (client_id, name, prefix, key_hash, rate_limit_per_minute)
+    values (${clientId}, 'Routing test', ${uniq("p")}, decode(${hash}, 'hex'), 1000000)`;
+  return hash;
+}
+
+interface IngestResult {
+  index: number;
+  outcome: string;
+  lead_id: string | null;
+  duplicate_of: string | null;
+}
+
+/** One grouped call of app.ingest_requests: each request's items, all with the same key. */
+async function ingestGroup(
+  keyHash: string,
+  requests: { email?: string; phone?: string }[][],
+  sql: Sql = db(),
+): Promise<IngestResult[][]> {
+  const payload = requests.map((items) => ({
+    key_hash: keyHash,
+    origin: null,
+    scope: items.length > 1 ? "ingest:batch" : "ingest:single",
+    items: items.map((item, index) => ({ ...item, index })),
+  }));
+  const [{ replies }] = await sql<{ replies: { results: IngestResult[]; error?: string }[] }[]>`
+    select app.ingest_requests(${sql.json(payload)}) as replies`;
+  return replies.map((reply) => {
+    assert.equal(reply.error, undefined, JSON.stringify(reply));
+    return reply.results;
+  });
+}
+
 interface LeadRow {
   id: string;
   owner_membership_id: string | null;
@@ -337,6 +375,107 @@ test("LR-09: an API user cannot choose duplicate_of; the trigger decides it", as
       insert into public.leads (client_id, source, email, duplicate_of)
       values (${clientId}, 'manual', ${newEmail()}, ${other.id}) returning duplicate_of`);
   assert.equal(row.duplicate_of, null, "a forged link to an unrelated lead is dropped");
+});
+
+test("LR-19: a grouped ingest routes set-based exactly as the trigger: turns, duplicates, contacts, index", async () => {
+  const { clientId, agents } = await clientWithAgents(4);
+  const key = await ingestKey(clientId);
+  const before = await insertLead(clientId, { phone: newPhone() });
+  const [e1, e2, e3] = [newEmail(), newEmail(), newEmail()];
+  const p1 = newPhone();
+  const replies = await ingestGroup(key, [
+    [{ email: e1, phone: p1 }],
+    [{ email: e2, phone: p1 }], // shares the phone of the request before it
+    [{ email: e2.toUpperCase() }, { email: e3 }], // the email of the request before, then someone new
+    [{ phone: before.phone! }], // a person stored earlier
+    ...Array.from({ length: 9 }, () => [{ email: newEmail() }]),
+  ]);
+  const [[first], [second], [third, fourth], [fifth], ...fresh] = replies;
+  assert.equal(first.outcome, "created");
+  assert.equal(second.outcome, "duplicate");
+  assert.equal(second.duplicate_of, first.lead_id, "a phone seen earlier in the group links to that lead");
+  assert.equal(third.outcome, "duplicate");
+  assert.equal(
+    third.duplicate_of,
+    first.lead_id,
+    "an email first seen on a duplicate belongs to the original",
+  );
+  assert.equal(fourth.outcome, "created");
+  assert.equal(fifth.outcome, "duplicate");
+  assert.equal(fifth.duplicate_of, before.id, "a contact stored before the group links to its lead");
+  const ids = [first, second, third, fourth, fifth, ...fresh.flat()].map((r) => r.lead_id!);
+  const rows = await db()<LeadRow[]>`
+    select id, owner_membership_id, duplicate_of, email, phone, created_at from public.leads
+    where id = any (${ids}::uuid[])`;
+  const byId = new Map(rows.map((row) => [row.id, row]));
+  assert.equal(byId.get(second.lead_id!)!.owner_membership_id, byId.get(first.lead_id!)!.owner_membership_id);
+  assert.equal(byId.get(fifth.lead_id!)!.owner_membership_id, before.owner_membership_id);
+  const originals = [before.id, first.lead_id!, fourth.lead_id!, ...fresh.flat().map((r) => r.lead_id!)];
+  const counts = await ownerCounts(originals);
+  assert.deepEqual(agents.map((a) => counts[a]), [3, 3, 3, 3], "11 new people and 1 before: 3 turns each");
+  const [{ claims }] = await db()<{ claims: Record<string, string> }[]>`
+    select jsonb_object_agg(contact, lead_id) as claims from app.lead_contacts
+    where client_id = ${clientId} and contact = any (${[
+    `email:${e1}`,
+    `email:${e2}`,
+    `phone:${p1}`,
+  ]}::text[])`;
+  assert.deepEqual(
+    claims,
+    { [`email:${e1}`]: first.lead_id, [`email:${e2}`]: first.lead_id, [`phone:${p1}`]: first.lead_id },
+    "every contact of the person points at the original",
+  );
+  await assertIndexExact(clientId, "after a grouped ingest");
+
+  // The same person again in a later group, and twice in one: one original per person.
+  const [[again], [twice1], [twice2]] = await ingestGroup(key, [[{ phone: p1 }], [{ email: e3 }], [{
+    email: e3,
+  }]]);
+  assert.equal(again.duplicate_of, first.lead_id);
+  assert.equal(twice1.duplicate_of, fourth.lead_id);
+  assert.equal(twice2.duplicate_of, fourth.lead_id);
+});
+
+test("LR-20: concurrent grouped ingests sharing people in any order give one original per person", async () => {
+  const { clientId, agents } = await clientWithAgents(4);
+  const key = await ingestKey(clientId);
+  const people = Array.from({ length: 30 }, () => ({ email: newEmail(), phone: newPhone() }));
+  const results = await inParallel(8, (sql) => {
+    const shuffled = [...people].sort(() => Math.random() - 0.5);
+    // Half the people as single requests, the rest as one batch, in one call.
+    return ingestGroup(key, [...shuffled.slice(0, 15).map((p) => [p]), shuffled.slice(15)], sql);
+  });
+  const outcomes = results.flat(2);
+  assert.equal(outcomes.length, 240);
+  assert.equal(outcomes.filter((r) => r.outcome === "created").length, 30, "each person is created once");
+  const rows = await db()<LeadRow[]>`
+    select id, owner_membership_id, duplicate_of, email, phone, created_at from public.leads
+    where client_id = ${clientId}`;
+  const byId = new Map(rows.map((row) => [row.id, row]));
+  for (const row of rows.filter((r) => r.duplicate_of !== null)) {
+    const original = byId.get(row.duplicate_of!)!;
+    assert.equal(original.email, row.email, "linked to the same person");
+    assert.equal(original.duplicate_of, null, "linked to an original");
+    assert.equal(row.owner_membership_id, original.owner_membership_id, "with the original's owner");
+  }
+  const counts = await ownerCounts(rows.filter((r) => r.duplicate_of === null).map((r) => r.id));
+  assert.deepEqual(agents.map((a) => counts[a] ?? 0).sort(), [7, 7, 8, 8], "30 turns spread evenly");
+  await assertIndexExact(clientId, "after concurrent grouped ingests");
+});
+
+test("LR-21: the ingest path's routing switch does nothing for API users: dedup and routing still run", async () => {
+  const { clientId, ownerUser, agents } = await clientWithAgents(2);
+  const first = await insertLead(clientId);
+  const rows = await actAs(ownerUser.id, clientId, async (tx) => {
+    await tx`select set_config('app.leads_routed', 'on', true)`;
+    return await tx<{ duplicate_of: string | null; owner_membership_id: string | null }[]>`
+      insert into public.leads (client_id, source, email, duplicate_of)
+      values (${clientId}, 'manual', ${first.email}, null), (${clientId}, 'manual', ${newEmail()}, ${first.id})
+      returning duplicate_of, owner_membership_id`;
+  });
+  assert.equal(rows[0].duplicate_of, first.id, "the repeat email is still a duplicate");
+  assert.equal(rows[1].duplicate_of, null, "a forged link is still dropped");
+  assert.ok(agents.includes(rows[1].owner_membership_id!), "and the new lead still takes a turn");
 });
 
 test("LR-10: a batch of 5000 leads with email and phone is stored in one statement", async () => {

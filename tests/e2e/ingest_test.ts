@@ -11,6 +11,7 @@ import { loadConfig } from "../../functions/_shared/config.ts";
 import { createIngestApp } from "../../functions/ingest/app.ts";
 import {
   addMember,
+  assertProblem,
   call,
   createClient,
   createUser,
@@ -67,16 +68,6 @@ function ingest(
     headers: { ...(key ? { "x-api-key": key } : {}), ...headers },
     body,
   });
-}
-
-function assertProblem(reply: Reply, status: number, code?: string) {
-  assert.equal(
-    reply.status,
-    status,
-    `expected ${status}, got ${reply.status}: ${JSON.stringify(reply.body)}`,
-  );
-  assert.equal(reply.headers.get("content-type"), "application/problem+json");
-  if (code) assert.equal(reply.body.code, code, JSON.stringify(reply.body));
 }
 
 interface LeadRow {
@@ -942,6 +933,137 @@ test("POST /ingest/leads costs one database call, for one lead and for a batch o
   assert.equal(invalid.status, 422);
   assert.equal(calls, 1, "the key is still checked in the same single call");
   assert.equal(await countLeads(t.clientId), 101);
+});
+
+// -- Grouped calls -------------------------------------------------------------------------------------
+
+/** An ingest app with its own queue over a pool whose calls are counted (and can be made to fail). */
+function groupingApp(options: { maxCalls: number; failWhen?: (param: string) => boolean }) {
+  const sql = stack.sql;
+  const counter = { calls: 0 };
+  const counting = new Proxy(sql, {
+    apply(target, thisArg, args) {
+      counter.calls++;
+      const param = JSON.stringify((args[1] as { value?: unknown } | undefined)?.value ?? null);
+      if (options.failWhen?.(param)) {
+        return Promise.reject(Object.assign(new Error("simulated database failure"), { code: "XX000" }));
+      }
+      return Reflect.apply(target, thisArg, args);
+    },
+  });
+  const app = createIngestApp(
+    { config: loadConfig({ APP_ENV: "test", DATABASE_URL: testDatabaseUrl() }), sql: counting },
+    { maxCalls: options.maxCalls, maxItems: 500 },
+  );
+  const post = async (key: string, body: unknown) => {
+    const response = await app.request("/ingest/leads", {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-api-key": key },
+      body: JSON.stringify(body),
+    });
+    return { status: response.status, body: await response.json() };
+  };
+  return { post, counter };
+}
+
+test("requests that wait for a busy database share one call, each with its own outcome and errors", async () => {
+  const a = await tenant(2);
+  const b = await tenant(1);
+  const aKey = await apiKey(a);
+  const bKey = await apiKey(b);
+  const revoked = await apiKey(a);
+  await call(stack, "POST", `/api/clients/${a.clientId}/api-keys/${revoked.id}/revoke`, { token: a.token });
+  const singleOnly = await apiKey(b, { scopes: ["ingest:single"] });
+  const { post, counter } = groupingApp({ maxCalls: 1 });
+  const shared = email();
+  const [first, ...rest] = await Promise.all([
+    post(aKey.secret, { email: email() }),
+    post(aKey.secret, { email: shared }),
+    post(bKey.secret, { email: shared }),
+    post(aKey.secret, { email: shared.toUpperCase(), full_name: "Again" }),
+    post(aKey.secret, { email: email(), phone: "12" }),
+    post(revoked.secret, { email: email() }),
+    post(singleOnly.secret, { leads: [{ email: email() }] }),
+    post(bKey.secret, { leads: [{ email: email() }, { email: "bad" }, { email: shared }] }),
+    post(aKey.secret, { email: email(), product_id: crypto.randomUUID() }),
+  ]);
+  const [aShared, bShared, aAgain, badPhone, revokedReply, wrongScope, bBatch, badProduct] = rest;
+  assert.ok(counter.calls < 9, `9 requests took ${counter.calls} database calls`);
+  assert.equal(first.status, 201);
+  assert.equal(aShared.status, 201);
+  assert.equal(aShared.body.outcome, "created");
+  assert.equal(bShared.status, 201);
+  assert.equal(bShared.body.outcome, "created", "the same person in another client is a new lead there");
+  assert.equal(aAgain.status, 201);
+  assert.equal(
+    aAgain.body.outcome,
+    "duplicate",
+    "a repeat inside the group links to the earlier request's lead",
+  );
+  assert.equal(aAgain.body.duplicate_of, aShared.body.lead_id);
+  assert.equal(badPhone.status, 422);
+  assert.equal(badPhone.body.errors[0].path, "phone");
+  assert.equal(revokedReply.status, 401);
+  assert.equal(revokedReply.body.code, "api_key_revoked");
+  assert.equal(wrongScope.status, 403);
+  assert.equal(wrongScope.body.code, "api_key_scope");
+  assert.equal(bBatch.status, 200);
+  assert.deepEqual(bBatch.body.results.map((r: { outcome: string }) => r.outcome), [
+    "created",
+    "invalid",
+    "duplicate",
+  ]);
+  assert.equal(bBatch.body.results[2].duplicate_of, bShared.body.lead_id, "linked within client B only");
+  assert.equal(badProduct.status, 422);
+  assert.equal(badProduct.body.errors[0].code, "product_not_enabled");
+  assert.equal(await countLeads(a.clientId), 3);
+  assert.equal(await countLeads(b.clientId), 3);
+  const owners = (await leadsOf(a.clientId)).map((row) => row.owner_membership_id);
+  assert.ok(owners.every((owner) => owner !== null && a.agents.includes(owner)), "every lead is assigned");
+});
+
+test("a database error in one grouped request fails only that request; the others are stored", async () => {
+  const t = await tenant(1);
+  const key = await apiKey(t);
+  const { post, counter } = groupingApp({ maxCalls: 1, failWhen: (param) => param.includes("poison") });
+  const replies = await Promise.all([
+    post(key.secret, { email: email() }),
+    post(key.secret, { email: email() }),
+    post(key.secret, { email: `poison-${uniq("x")}@example.com` }),
+    post(key.secret, { email: email() }),
+    post(key.secret, { leads: [{ email: email() }, { email: email() }] }),
+  ]);
+  assert.deepEqual(replies.map((reply) => reply.status), [201, 201, 500, 201, 200]);
+  assert.equal(replies[2].body.code, "internal_error", JSON.stringify(replies[2].body));
+  assert.ok(!JSON.stringify(replies[2].body).includes("simulated"), "the database error is not echoed");
+  assert.ok(counter.calls > 2, "the failed group was sent again one request at a time");
+  assert.equal(await countLeads(t.clientId), 5);
+});
+
+test("text with a NUL character is refused per item with 422, not a failed database call", async () => {
+  const t = await tenant();
+  const key = await apiKey(t);
+  const single = await ingest(key.secret, { email: email(), message: "a\u0000b" });
+  assertProblem(single, 422, "validation_failed");
+  assert.equal(single.body.errors[0].code, "invalid_string");
+  const batch = await ingest(key.secret, {
+    leads: [{ email: email(), full_name: "x\u0000" }, { email: email(), note: "a literal \\u0000 is fine" }],
+  });
+  assert.equal(batch.status, 200);
+  assert.deepEqual(batch.body.results.map((r: { outcome: string }) => r.outcome), ["invalid", "created"]);
+  assert.equal(batch.body.results[0].errors[0].path, "leads[0]");
+});
+
+test("a key's rate limit counts grouped requests one by one: exactly the limit is stored", async () => {
+  const t = await tenant();
+  const key = await apiKey(t, { rate_limit_per_minute: 4 });
+  const intoMinute = (Date.now() / 1000) % 60;
+  if (intoMinute > 50) await new Promise((resolve) => setTimeout(resolve, (61 - intoMinute) * 1000));
+  const { post } = groupingApp({ maxCalls: 1 });
+  const replies = await Promise.all(Array.from({ length: 7 }, () => post(key.secret, { email: email() })));
+  const statuses = replies.map((reply) => reply.status).sort();
+  assert.deepEqual(statuses, [201, 201, 201, 201, 429, 429, 429]);
+  assert.equal(await countLeads(t.clientId), 4);
 });
 
 test("GET /ingest/openapi.json documents POST /ingest/leads with the API key scheme", async () => {

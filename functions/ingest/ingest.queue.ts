@@ -1,0 +1,104 @@
+/**
+ * Natural grouping of ingest requests: a request goes to the database at once when a call slot is free;
+ * while every slot is busy, the requests that arrive wait and leave together in the next call. No timer, so a
+ * lone request is never delayed, and under load one call (one transaction, one commit) carries many
+ * requests. Each request still gets its own reply: the database answers every request of a group on its own
+ * (app.ingest_requests, sql/0018_grouped_ingest.sql), and when a grouped call fails as a whole each of its
+ * requests is sent again alone, so an error reaches only the request that caused it.
+ */
+
+/** One request as app.ingest_requests takes it. */
+export interface IngestRequest {
+  /** Hex SHA-256 of the API key. */
+  key_hash: string;
+  origin: string | null;
+  scope: "ingest:single" | "ingest:batch";
+  items: Record<string, unknown>[];
+}
+
+interface Waiting<R> {
+  request: IngestRequest;
+  resolve: (reply: R) => void;
+  reject: (error: unknown) => void;
+}
+
+export interface QueueOptions {
+  /** Database calls in flight at once; requests wait for a free one. */
+  maxCalls: number;
+  /** Most items one call carries (a request bigger than that goes alone). */
+  maxItems: number;
+}
+
+/**
+ * Sends requests through `send` (one database call for a list of requests, replies in the same order),
+ * grouping those that wait for a free call slot.
+ */
+export class IngestQueue<R> {
+  #waiting: Waiting<R>[] = [];
+  #head = 0;
+  #running = 0;
+
+  constructor(
+    private readonly send: (requests: IngestRequest[]) => Promise<R[]>,
+    private readonly options: QueueOptions,
+  ) {}
+
+  /** The request's own reply, or the error its own call raised. */
+  submit(request: IngestRequest): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      this.#waiting.push({ request, resolve, reject });
+      this.#pump();
+    });
+  }
+
+  #pump() {
+    while (this.#running < this.options.maxCalls && this.#head < this.#waiting.length) {
+      const group = [this.#waiting[this.#head++]];
+      let items = group[0].request.items.length;
+      while (this.#head < this.#waiting.length) {
+        const next = this.#waiting[this.#head];
+        if (items + next.request.items.length > this.options.maxItems) break;
+        items += next.request.items.length;
+        group.push(next);
+        this.#head++;
+      }
+      if (this.#head === this.#waiting.length) {
+        this.#waiting = [];
+        this.#head = 0;
+      }
+      this.#running++;
+      this.#run(group).finally(() => {
+        this.#running--;
+        this.#pump();
+      });
+    }
+  }
+
+  async #run(group: Waiting<R>[]) {
+    let replies: R[];
+    try {
+      replies = await this.send(group.map((waiting) => waiting.request));
+    } catch (error) {
+      if (group.length === 1) {
+        group[0].reject(error);
+        return;
+      }
+      // Alone, each request meets only its own error.
+      await Promise.all(group.map(async (waiting) => {
+        try {
+          const [reply] = await this.send([waiting.request]);
+          waiting.resolve(reply);
+        } catch (own) {
+          waiting.reject(own);
+        }
+      }));
+      return;
+    }
+    if (replies.length !== group.length) {
+      const error = new Error(`ingest_requests answered ${replies.length} of ${group.length} requests`);
+      for (const waiting of group) waiting.reject(error);
+      return;
+    }
+    group.forEach((waiting, i) => waiting.resolve(replies[i]));
+  }
+}
