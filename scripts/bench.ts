@@ -7,11 +7,15 @@
  *   B. 500-lead batch ingest at 1 and 4 connections vs (a) bare Hono + one multi-row INSERT
  *   C. the 50 newest visible leads in a client of 10,000 members and 1,000,000 leads, under RLS as the API
  *      runs it vs the same question as superuser without RLS
+ *   D. the event pipeline: webhook jobs/s with 1 and 4 worker processes to a local HTTP sink vs the raw
+ *      SKIP LOCKED claim-and-complete rate, and ingest-to-webhook latency at a steady 200 leads/s
  *
  * The server is DATABASE_URL's when set, else 127.0.0.1:5432, else the embedded PostgreSQL. Needs wrk and
  * pgbench on PATH. Settings (environment):
  *   BENCH_SECONDS=10            length of each ingest point (plus BENCH_WARMUP_SECONDS=2 of warm-up)
- *   BENCH_SECTIONS=A,B,C        which sections to run
+ *   BENCH_SECTIONS=A,B,C,D      which sections to run
+ *   BENCH_QUEUE_JOBS=20000      webhook jobs per worker point of section D
+ *   BENCH_LATENCY_RATE=200      leads/s (and BENCH_LATENCY_SECONDS=10) of section D's latency point
  *   BENCH_LEADS=1000000         leads generated for section C
  *   BENCH_LIST_ITERATIONS=1000  most runs per lead-list case (each case also stops after 5 s)
  *   BENCH_POOL=20               postgres.js pool size of each HTTP server
@@ -21,6 +25,7 @@ import postgres from "postgres";
 import { createDb } from "../functions/_shared/db.ts";
 import { benchIngest, stopAllServers } from "./bench/_ingest.ts";
 import { benchLeadList } from "./bench/_lead_list.ts";
+import { benchQueue } from "./bench/_queue.ts";
 import { toolVersion } from "./bench/_load.ts";
 import { type BenchReport, formatReport, ingestRatios, type Machine } from "./bench/_report.ts";
 import { findServer, withDatabase } from "./database_server.ts";
@@ -87,7 +92,7 @@ if (import.meta.main) {
   const started = performance.now();
   const startedAt = new Date().toISOString();
   const load: Record<string, number[]> = { start: await loadAverage() };
-  const sections = new Set(env("BENCH_SECTIONS", "A,B,C").toUpperCase().split(/[\s,]+/));
+  const sections = new Set(env("BENCH_SECTIONS", "A,B,C,D").toUpperCase().split(/[\s,]+/));
   const settings = {
     seconds: whole("BENCH_SECONDS", 10),
     warmup_seconds: whole("BENCH_WARMUP_SECONDS", 2),
@@ -99,6 +104,9 @@ if (import.meta.main) {
     leads: whole("BENCH_LEADS", 1_000_000),
     list_iterations: whole("BENCH_LIST_ITERATIONS", 1000),
     list_seconds_per_case: 5,
+    queue_jobs: whole("BENCH_QUEUE_JOBS", 20_000),
+    latency_rate: whole("BENCH_LATENCY_RATE", 200),
+    latency_seconds: whole("BENCH_LATENCY_SECONDS", 10),
   };
   for (const tool of ["wrk", "pgbench"]) {
     if (
@@ -176,6 +184,17 @@ if (import.meta.main) {
       });
     }
 
+    let queue: BenchReport["queue"] = { skipped: "not in BENCH_SECTIONS" };
+    if (sections.has("D")) {
+      load.before_queue = await loadAverage();
+      queue = await benchQueue(sql, {
+        url,
+        seconds: settings.latency_seconds,
+        jobs: settings.queue_jobs,
+        rate: settings.latency_rate,
+      }, log);
+    }
+
     load.end = await loadAverage();
     const busy = (load.start[0] ?? 0) >= machine.cores / 2;
     if (busy) {
@@ -192,6 +211,7 @@ if (import.meta.main) {
       machine: { ...machine, load_average: load },
       ingest,
       lead_list: leadList,
+      queue,
       notes,
     };
     const json = JSON.stringify(report, null, 2);

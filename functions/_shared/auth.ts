@@ -69,6 +69,16 @@ export async function verifyAccessToken(config: Config, token: string): Promise<
   }
 }
 
+/** Compares two secrets in constant time (their SHA-256 digests, so the length leaks nothing either). */
+export async function sameSecret(given: string, expected: string): Promise<boolean> {
+  const digest = async (value: string) =>
+    new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(value)));
+  const [a, b] = await Promise.all([digest(given), digest(expected)]);
+  let difference = 0;
+  for (let i = 0; i < a.length; i++) difference |= a[i] ^ b[i];
+  return difference === 0;
+}
+
 /** A random URL-safe token with the given prefix and 256 bits of entropy. */
 export function randomToken(prefix: string): string {
   const bytes = crypto.getRandomValues(new Uint8Array(32));

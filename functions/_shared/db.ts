@@ -25,12 +25,19 @@ export interface Claims {
  * Opens a connection pool. Prepared statements are disabled behind a transaction pooler (Supabase's
  * port 6543), which cannot keep them between transactions.
  */
-export function createDb(url: string, options: { max: number; prepare?: boolean }): Sql {
+export function createDb(
+  url: string,
+  options: { max: number; prepare?: boolean; asynchronousCommit?: boolean },
+): Sql {
   return postgres(url, {
     max: options.max,
     prepare: options.prepare ?? true,
     onnotice: () => {},
-    connection: { application_name: "lead-platform", TimeZone: "UTC" },
+    connection: {
+      application_name: "lead-platform",
+      TimeZone: "UTC",
+      ...(options.asynchronousCommit ? { synchronous_commit: "off" } : {}),
+    },
     types: {
       // Timestamps stay strings with their microseconds, so they serialise as ISO 8601 and round-trip
       // exactly through keyset-pagination cursors.

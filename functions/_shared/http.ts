@@ -227,3 +227,33 @@ export function decodeCursor<T extends z.ZodType>(cursor: string, shape: T): z.i
     { path: "query.cursor", message: "Use the next_cursor value of a previous page", code: "invalid_cursor" },
   ]);
 }
+
+/**
+ * Reads a request body as bytes, refusing with 413 as soon as it exceeds the cap (a declared length is
+ * checked first), for functions that need the raw bytes or a larger limit than the JSON routes.
+ */
+export async function readBody(request: Request, maxBytes: number): Promise<Uint8Array> {
+  const tooLarge = () => new ApiError(413, "payload_too_large", `The request body exceeds ${maxBytes} bytes`);
+  if (Number(request.headers.get("content-length") ?? "0") > maxBytes) throw tooLarge();
+  if (!request.body) return new Uint8Array();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = request.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > maxBytes) {
+      await reader.cancel();
+      throw tooLarge();
+    }
+    chunks.push(value);
+  }
+  const body = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return body;
+}

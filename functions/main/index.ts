@@ -1,6 +1,7 @@
 /**
  * `deno task dev`: the whole platform on one machine. Uses DATABASE_URL, or starts the embedded
- * PostgreSQL under .data/; migrates and seeds the demo data; serves every function on PORT (8000).
+ * PostgreSQL under .data/; migrates and seeds the demo data; serves every function on PORT (8000) and runs
+ * the background worker's polling loop in the same process.
  */
 import { SignJWT } from "jose";
 import { startEmbeddedPostgres } from "../../scripts/embedded_postgres.ts";
@@ -8,6 +9,8 @@ import { migrate } from "../../scripts/migrate.ts";
 import { loadConfig } from "../_shared/config.ts";
 import { connectDatabase } from "../_shared/db.ts";
 import { log } from "../_shared/http.ts";
+import { jobHandlers } from "../worker/handlers.ts";
+import { createWorker } from "../worker/worker.ts";
 import { createLocalStack } from "./app.ts";
 
 if (import.meta.main) {
@@ -24,6 +27,8 @@ if (import.meta.main) {
   }
   await migrate(url, { seed: config.env !== "production", quiet: true });
   const sql = connectDatabase(config, url);
+  const worker = createWorker({ config, sql }, jobHandlers());
+  worker.start();
   // The anon key is what supabase-js sends before anyone logs in: a JWT with role anon.
   const anonKey = await new SignJWT({ role: "anon", iss: "supabase" })
     .setProtectedHeader({ alg: "HS256", typ: "JWT" })
@@ -47,10 +52,11 @@ if (import.meta.main) {
         "",
       ].join("\n"));
     },
-  }, createLocalStack({ config, sql }));
+  }, createLocalStack({ config, sql }, worker));
 
   const shutdown = async () => {
     await server.shutdown();
+    await worker.stop();
     await sql.end({ timeout: 5 });
     await embedded?.stop();
     Deno.exit(0);

@@ -47,6 +47,8 @@ export interface IngestReport {
   api_key_prefix: string;
   pool_per_server: number;
   single: IngestPoint[];
+  /** The platform at the most connections with the outbox trigger off (what the outbox row costs). */
+  outbox_off: { connections: number; platform: Measured | null } | null;
   batch: IngestPoint[];
   batch_size: number;
   notes: string[];
@@ -315,6 +317,7 @@ export async function benchIngest(sql: Sql, settings: IngestSettings): Promise<I
     RATE_LIMIT_PER_USER: "1000000000",
   };
 
+  let outboxOff: IngestReport["outbox_off"] = null;
   // One server at a time, so idle pools never add up past max_connections while pgbench runs.
   log("starting the platform server");
   const platform = await startServer("scripts/bench/platform_server.ts", serverEnv);
@@ -354,6 +357,16 @@ export async function benchIngest(sql: Sql, settings: IngestSettings): Promise<I
       for (const point of single) {
         log(`A platform, ${point.connections} connection(s)`);
         point.platform = await platformPoint(point.connections, 0);
+      }
+      const top = single.at(-1);
+      if (top) {
+        log(`A platform without the outbox trigger, ${top.connections} connection(s)`);
+        await sql`alter table public.leads disable trigger on_leads_inserted_outbox`;
+        try {
+          outboxOff = { connections: top.connections, platform: await platformPoint(top.connections, 0) };
+        } finally {
+          await sql`alter table public.leads enable trigger on_leads_inserted_outbox`;
+        }
       }
       if (!ok(probes.batch.status)) {
         notes.push(
@@ -432,6 +445,7 @@ export async function benchIngest(sql: Sql, settings: IngestSettings): Promise<I
     api_key_prefix: prefix,
     pool_per_server: settings.pool,
     single,
+    outbox_off: outboxOff,
     batch,
     batch_size: settings.batchSize,
     notes,

@@ -4,6 +4,7 @@
  */
 import type { IngestPoint, IngestReport, Measured } from "./_ingest.ts";
 import type { ListReport } from "./_lead_list.ts";
+import type { QueueReport } from "./_queue.ts";
 import type { LoadResult } from "./_load.ts";
 import { describeWaits } from "./_waits.ts";
 
@@ -35,7 +36,38 @@ export interface BenchReport {
   machine: Machine;
   ingest: (IngestReport & { ratios: IngestRatios }) | { skipped: string };
   lead_list: ListReport | { skipped: string };
+  queue: QueueReport | { skipped: string };
   notes: string[];
+}
+
+/** Section D as tables. */
+function queueTables(queue: QueueReport): string {
+  const out = ["D. Event pipeline: webhook jobs to a local HTTP sink, beside the raw SKIP LOCKED rate"];
+  out.push(
+    `raw SQL claim-and-complete (${queue.raw_claim_complete.connections} connections, batches of ` +
+      `${queue.raw_claim_complete.batch}): ${
+        queue.raw_claim_complete.rows_per_second.toLocaleString("en-US")
+      } rows/s`,
+  );
+  out.push("workers  jobs    seconds  jobs/s   vs raw");
+  out.push("-------  ------  -------  -------  ------");
+  for (const point of queue.workers) {
+    out.push(
+      [
+        String(point.workers).padEnd(7),
+        point.jobs.toLocaleString("en-US").padEnd(6),
+        fmt(point.seconds, 2).padEnd(7),
+        point.jobs_per_second.toLocaleString("en-US").padEnd(7),
+        `${fmt(point.jobs_per_second / queue.raw_claim_complete.rows_per_second, 3)}x`,
+      ].join("  "),
+    );
+  }
+  const l = queue.latency;
+  out.push(
+    `ingest-to-webhook latency at ${l.leads_per_second} leads/s: p50 ${fmt(l.p50_ms, 1)} ms, p99 ` +
+      `${fmt(l.p99_ms, 1)} ms, max ${fmt(l.max_ms, 1)} ms (${l.delivered} of ${l.sent} delivered)`,
+  );
+  return out.join("\n");
 }
 
 export interface IngestRatios {
@@ -137,6 +169,16 @@ function ingestTables(report: IngestReport & { ratios: IngestRatios }, seconds: 
     single.push(loadRow(p.connections, "(b) pgbench INSERT", p.baseline_pgbench, r.platform_vs_pgbench));
   });
   out.push(table(header("req/s"), single));
+  const off = report.outbox_off;
+  const on = report.single.find((p) => p.connections === off?.connections)?.platform;
+  if (off?.platform && on) {
+    out.push(
+      `outbox trigger at ${off.connections} connections: on ${fmt(on.requests_per_second, 0)} req/s, off ` +
+        `${fmt(off.platform.requests_per_second, 0)} req/s (on/off ${
+          fmt(on.requests_per_second / off.platform.requests_per_second, 2)
+        }x)`,
+    );
+  }
   out.push("");
   out.push(`B. Batch ingest: {"leads": [${report.batch_size} leads]} per request, ${seconds} s per point`);
   const batch: string[][] = [];
@@ -275,6 +317,9 @@ export function formatReport(report: BenchReport): string {
   out.push("");
   if ("skipped" in report.lead_list) out.push(`C. Lead list: skipped (${report.lead_list.skipped})`);
   else out.push(listTables(report.lead_list));
+  out.push("");
+  if ("skipped" in report.queue) out.push(`D. Event pipeline: skipped (${report.queue.skipped})`);
+  else out.push(queueTables(report.queue));
   const notes = [
     ...report.notes,
     ...("notes" in report.ingest ? report.ingest.notes : []),

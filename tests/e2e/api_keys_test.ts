@@ -7,39 +7,17 @@
 import assert from "node:assert/strict";
 import { hashToken } from "../../functions/_shared/auth.ts";
 import { PERMISSIONS } from "../../functions/api/catalog.ts";
-import { call, createTeam, db, type Reply, sessionToken, startStack, test, uniq } from "../_helpers.ts";
+import { assertProblem, call, db, startStack, teamWithTokens, test, uniq } from "../_helpers.ts";
 
 const stack = startStack({ RATE_LIMIT_PER_USER: "100000" });
 
 const KEY_FORMAT = /^lap_(live|test)_([a-z2-7]{8})_([A-Za-z0-9_-]{43})$/;
-
-async function teamWithTokens() {
-  const team = await createTeam();
-  const tokens = {
-    owner: await sessionToken(team.users.owner, team.clientId),
-    admin: await sessionToken(team.users.admin, team.clientId),
-    manager: await sessionToken(team.users.manager, team.clientId),
-    agent: await sessionToken(team.users.agent, team.clientId),
-    viewer: await sessionToken(team.users.viewer, team.clientId),
-  };
-  return { ...team, tokens };
-}
 
 type Team = Awaited<ReturnType<typeof teamWithTokens>>;
 
 const keysPath = (clientId: string) => `/api/clients/${clientId}/api-keys`;
 const keyPath = (clientId: string, keyId: string, action: "revoke" | "rotate") =>
   `/api/clients/${clientId}/api-keys/${keyId}/${action}`;
-
-function assertProblem(reply: Reply, status: number, code?: string) {
-  assert.equal(
-    reply.status,
-    status,
-    `expected ${status}, got ${reply.status}: ${JSON.stringify(reply.body)}`,
-  );
-  assert.equal(reply.headers.get("content-type"), "application/problem+json");
-  if (code) assert.equal(reply.body.code, code, JSON.stringify(reply.body));
-}
 
 async function createKey(team: Team, body: Record<string, unknown> = {}, token = team.tokens.owner) {
   const reply = await call(stack, "POST", keysPath(team.clientId), {

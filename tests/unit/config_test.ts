@@ -27,19 +27,27 @@ Deno.test("loadConfig() falls back to Supabase's SUPABASE_DB_URL", () => {
   assert.equal(loadConfig({ SUPABASE_DB_URL: "postgres://s@h/db" }).database.url, "postgres://s@h/db");
 });
 
-Deno.test("loadConfig() in production refuses a missing JWT secret or database", () => {
+const KEY = btoa("k".repeat(32));
+
+Deno.test("loadConfig() in production refuses a missing JWT secret, database or encryption key", () => {
   assert.throws(
     () => loadConfig({ APP_ENV: "production", DATABASE_URL: "postgres://u@h/db" }),
     /secrets\.jwt_secret: JWT_SECRET must be at least 32 characters/,
   );
   assert.throws(
-    () => loadConfig({ APP_ENV: "production", JWT_SECRET: "x".repeat(40) }),
+    () => loadConfig({ APP_ENV: "production", JWT_SECRET: "x".repeat(40), ENCRYPTION_KEY: KEY }),
     /DATABASE_URL is required in production/,
+  );
+  assert.throws(
+    () =>
+      loadConfig({ APP_ENV: "production", JWT_SECRET: "x".repeat(40), DATABASE_URL: "postgres://u@h/db" }),
+    /ENCRYPTION_KEY is required in production/,
   );
   const config = loadConfig({
     APP_ENV: "production",
     JWT_SECRET: "x".repeat(40),
     DATABASE_URL: "postgres://u@h/db",
+    ENCRYPTION_KEY: KEY,
   });
   assert.equal(config.env, "production");
 });
@@ -50,5 +58,12 @@ Deno.test("loadConfig() names every invalid field", () => {
     (error: Error) =>
       /server\.port/.test(error.message) && /urls\.graph_api/.test(error.message) &&
       /secrets\.jwt_secret/.test(error.message),
+  );
+});
+
+Deno.test("loadConfig() refuses an ENCRYPTION_KEY that is not 32 bytes of base64", () => {
+  assert.throws(
+    () => loadConfig({ ENCRYPTION_KEY: btoa("short") }),
+    /ENCRYPTION_KEY must be 32 random bytes/,
   );
 });

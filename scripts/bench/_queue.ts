@@ -1,0 +1,237 @@
+/**
+ * Section D: the event pipeline. (1) The raw database's SKIP LOCKED claim-and-complete rate, (2) webhook jobs
+ * completed per second by 1 and 4 worker processes against a local HTTP sink, and (3) latency from ingest
+ * (HTTP POST) to the webhook's arrival at the sink at a steady 200 leads/s, all in the same run.
+ */
+import { createDb, type Sql } from "../../functions/_shared/db.ts";
+import { createSecretBox } from "../../functions/_shared/integrations/secret_box.ts";
+import { generateSigningSecret, webhookSecretContext } from "../../functions/_shared/outbound_webhooks.ts";
+import { loadConfig } from "../../functions/_shared/config.ts";
+import { startServer } from "./_ingest.ts";
+import { percentile } from "./_load.ts";
+
+export const QUEUE_CLIENT = "bench-queue";
+
+export interface QueueSettings {
+  url: string;
+  seconds: number;
+  jobs: number;
+  rate: number;
+}
+
+export interface QueueReport {
+  raw_claim_complete: { connections: number; batch: number; rows_per_second: number };
+  workers: Array<{ workers: number; jobs: number; seconds: number; jobs_per_second: number }>;
+  latency: {
+    leads_per_second: number;
+    sent: number;
+    delivered: number;
+    p50_ms: number;
+    p99_ms: number;
+    max_ms: number;
+  };
+  ratios: { workers_4_vs_raw: number };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function sha256(text: string): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
+}
+
+/** The raw rate: 4 connections claiming 100 rows at a time with SKIP LOCKED and marking them done. */
+async function rawClaimComplete(url: string, rows: number) {
+  const sql = createDb(url, { max: 4 });
+  await sql`create table bench.raw_jobs (id bigint generated always as identity primary key,
+    payload jsonb not null, status text not null default 'queued')`;
+  await sql`create index on bench.raw_jobs (id) where status = 'queued'`;
+  await sql`insert into bench.raw_jobs (payload) select jsonb_build_object('n', n) from generate_series(1, ${rows}) n`;
+  await sql`vacuum analyze bench.raw_jobs`;
+  const started = performance.now();
+  const loop = async () => {
+    for (;;) {
+      const done = await sql`
+        with claimed as (
+          select id from bench.raw_jobs where status = 'queued' order by id limit 100 for update skip locked
+        )
+        update bench.raw_jobs j set status = 'done' from claimed where j.id = claimed.id returning j.id`;
+      if (done.length === 0) return;
+    }
+  };
+  await Promise.all([loop(), loop(), loop(), loop()]);
+  const seconds = (performance.now() - started) / 1000;
+  await sql.end();
+  return { connections: 4, batch: 100, rows_per_second: Math.round(rows / seconds) };
+}
+
+/** A local endpoint that answers 204 and notes when each lead's webhook arrived. */
+function startSink() {
+  const arrivals = new Map<string, number>();
+  let count = 0;
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, async (request) => {
+    const body = await request.json();
+    count++;
+    const ref = body?.data?.lead?.custom?.bench_ref;
+    if (typeof ref === "string") arrivals.set(ref, performance.now());
+    return new Response(null, { status: 204 });
+  });
+  return {
+    url: `http://127.0.0.1:${server.addr.port}/hook`,
+    arrivals,
+    count: () => count,
+    stop: () => server.shutdown(),
+  };
+}
+
+/** The bench client: an owner, its endpoint (sealed secret) for lead.created, and an ingest key. */
+async function prepareClient(sql: Sql, sinkUrl: string) {
+  const config = loadConfig({ APP_ENV: "development" });
+  await sql`insert into public.clients (id, name) values (${QUEUE_CLIENT}, 'Bench queue')`;
+  await sql`
+    with u as (insert into public.users (email, full_name) values ('owner@queue.bench.example.com', 'Owner') returning id)
+    insert into public.memberships (client_id, user_id, role_id)
+    select ${QUEUE_CLIENT}, u.id, r.id from u join public.roles r on r.client_id = ${QUEUE_CLIENT} and r.key = 'owner'`;
+  const [endpoint] = await sql<{ id: string }[]>`
+    insert into public.webhook_endpoints (client_id, url, events) values (${QUEUE_CLIENT}, ${sinkUrl}, '{lead.created}')
+    returning id`;
+  const sealed = await createSecretBox(config.secrets.encryption_key).seal(
+    generateSigningSecret(),
+    webhookSecretContext(endpoint.id),
+  );
+  await sql`insert into app.webhook_secrets (endpoint_id, secret_sealed) values (${endpoint.id}, ${sealed})`;
+  const apiKey = `lap_live_queuebnc_${crypto.randomUUID().replaceAll("-", "")}`;
+  await sql`
+    insert into app.api_keys (client_id, name, environment, prefix, key_hash, scopes, rate_limit_per_minute)
+    values (${QUEUE_CLIENT}, 'Benchmark', 'live', 'queuebnc', ${await sha256(
+    apiKey,
+  )}, '{ingest:single}', 1000000)`;
+  return { endpointId: endpoint.id, apiKey };
+}
+
+/** `count` webhook jobs straight into the queue, as the dispatcher would make them. */
+async function enqueueWebhookJobs(sql: Sql, endpointId: string, count: number, tag: string) {
+  await sql`
+    insert into app.jobs (client_id, kind, payload, idempotency_key, max_attempts)
+    select ${QUEUE_CLIENT}, 'webhook.deliver',
+      jsonb_build_object('endpoint_id', ${endpointId}::uuid, 'message_id', 'evt_bench_' || ${tag} || '_' || n,
+        'event', 'lead.created', 'timestamp', now(), 'data', jsonb_build_object('n', n)),
+      'bench:' || ${tag} || ':' || n, 3
+    from generate_series(1, ${count}) n`;
+}
+
+async function queuedOf(sql: Sql): Promise<number> {
+  const [{ left }] = await sql<{ left: number }[]>`
+    select count(*)::int as left from app.jobs where client_id = ${QUEUE_CLIENT} and status in ('queued', 'running')`;
+  return left;
+}
+
+const workerEnv = (url: string) => ({
+  DATABASE_URL: url,
+  LOG_LEVEL: "error",
+  WEBHOOKS_ALLOW_LOCAL_TARGETS: "true",
+  APP_ENV: "development",
+  BENCH_ASYNC: Deno.env.get("BENCH_ASYNC") ?? "",
+});
+
+/** Jobs per second for `workers` worker processes emptying a queue of `jobs` webhook jobs. */
+async function workerThroughput(sql: Sql, url: string, endpointId: string, workers: number, jobs: number) {
+  // Started (and idle) before the jobs arrive, so process start-up is not timed.
+  const processes = await Promise.all(
+    Array.from({ length: workers }, () => startServer("scripts/bench/worker_process.ts", workerEnv(url))),
+  );
+  const started = performance.now();
+  await enqueueWebhookJobs(sql, endpointId, jobs, `w${workers}`);
+  while (await queuedOf(sql) > 0) await sleep(20);
+  const seconds = (performance.now() - started) / 1000;
+  await Promise.all(processes.map((process) => process.stop()));
+  return {
+    workers,
+    jobs,
+    seconds: Math.round(seconds * 100) / 100,
+    jobs_per_second: Math.round(jobs / seconds),
+  };
+}
+
+/** Ingest-to-webhook latency at a steady rate, one worker process beside the platform. */
+async function latencyAtRate(
+  url: string,
+  apiKey: string,
+  sink: ReturnType<typeof startSink>,
+  rate: number,
+  seconds: number,
+) {
+  const platform = await startServer("scripts/bench/platform_server.ts", {
+    ...workerEnv(url),
+    BENCH_POOL: "10",
+  });
+  const worker = await startServer("scripts/bench/worker_process.ts", workerEnv(url));
+  const sent = new Map<string, number>();
+  const total = rate * seconds;
+  const interval = 1000 / rate;
+  const started = performance.now();
+  const requests: Promise<void>[] = [];
+  for (let i = 0; i < total; i++) {
+    const due = started + i * interval;
+    const wait = due - performance.now();
+    if (wait > 1) await sleep(wait);
+    const ref = `r${i}`;
+    sent.set(ref, performance.now());
+    requests.push(
+      fetch(`${platform.origin}/functions/v1/ingest/leads`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-api-key": apiKey },
+        body: JSON.stringify({
+          full_name: `Latency ${i}`,
+          email: `latency-${i}@queue.bench.example.com`,
+          custom: { bench_ref: ref },
+        }),
+      }).then((response) => response.body?.cancel()),
+    );
+  }
+  await Promise.all(requests);
+  const deadline = performance.now() + 30_000;
+  while (sink.arrivals.size < total && performance.now() < deadline) await sleep(20);
+  await Promise.all([platform.stop(), worker.stop()]);
+  const latencies = [...sent].flatMap(([ref, at]) => {
+    const arrived = sink.arrivals.get(ref);
+    return arrived === undefined ? [] : [arrived - at];
+  }).sort((a, b) => a - b);
+  const round = (value: number) => Math.round(value * 10) / 10;
+  return {
+    leads_per_second: rate,
+    sent: total,
+    delivered: latencies.length,
+    p50_ms: round(percentile(latencies, 50)),
+    p99_ms: round(percentile(latencies, 99)),
+    max_ms: round(latencies.at(-1) ?? 0),
+  };
+}
+
+export async function benchQueue(
+  sql: Sql,
+  settings: QueueSettings,
+  log: (line: string) => void,
+): Promise<QueueReport> {
+  log("D raw SKIP LOCKED claim-and-complete");
+  const raw = await rawClaimComplete(settings.url, settings.jobs * 2);
+  const sink = startSink();
+  try {
+    const { endpointId, apiKey } = await prepareClient(sql, sink.url);
+    const workers = [];
+    for (const count of [1, 4]) {
+      log(`D ${count} worker process(es), ${settings.jobs} webhook jobs`);
+      workers.push(await workerThroughput(sql, settings.url, endpointId, count, settings.jobs));
+    }
+    log(`D ingest-to-webhook latency at ${settings.rate} leads/s for ${settings.seconds} s`);
+    const latency = await latencyAtRate(settings.url, apiKey, sink, settings.rate, settings.seconds);
+    const four = workers.find((point) => point.workers === 4)!;
+    return {
+      raw_claim_complete: raw,
+      workers,
+      latency,
+      ratios: { workers_4_vs_raw: Math.round((four.jobs_per_second / raw.rows_per_second) * 1000) / 1000 },
+    };
+  } finally {
+    await sink.stop();
+  }
+}
