@@ -2,10 +2,13 @@
  * Test helpers: the test database, a served local stack, fixtures created with the database's own rights,
  * and HTTP helpers. Every fixture gets a unique id so test files can run in parallel on one database.
  */
+import assert from "node:assert/strict";
 import postgres from "postgres";
 import { loadConfig } from "../functions/_shared/config.ts";
 import { type Claims, createDb, type Sql } from "../functions/_shared/db.ts";
 import { createLocalStack } from "../functions/main/app.ts";
+import { jobHandlers } from "../functions/worker/handlers.ts";
+import { createWorker } from "../functions/worker/worker.ts";
 import { hashToken, randomToken, signAccessToken } from "../functions/_shared/auth.ts";
 import { createSession } from "../functions/auth/auth.queries.ts";
 
@@ -124,11 +127,14 @@ export interface Stack {
 
 /**
  * Serves the local stack (every function) on a free port against the test database. Every test request
- * comes from 127.0.0.1, so the shared per-IP buckets are lifted unless a test sets them.
+ * comes from 127.0.0.1, so the shared per-IP buckets are lifted unless a test sets them. Test files share the
+ * queue, so the stack's worker (POST /worker) runs only the jobs of `workerClients` (none by default): a
+ * worker pointed at one file's emulators must not run another file's jobs.
  */
 export function startStack(
   env: Record<string, string> = {},
   overrides: Parameters<typeof loadConfig>[1] = {},
+  options: { workerClients?: () => string[] } = {},
 ): Stack {
   const config = loadConfig(
     { APP_ENV: "test", DATABASE_URL: testDatabaseUrl(), RATE_LIMIT_PER_IP: "1000000", ...env },
@@ -137,7 +143,10 @@ export function startStack(
   const sql = createDb(testDatabaseUrl(), { max: 5 });
   const server = Deno.serve(
     { port: 0, hostname: "127.0.0.1", onListen: () => {} },
-    createLocalStack({ config, sql }),
+    createLocalStack(
+      { config, sql },
+      createWorker({ config, sql }, jobHandlers(), { clients: options.workerClients ?? (() => []) }),
+    ),
   );
   return {
     url: `http://127.0.0.1:${server.addr.port}`,
@@ -205,4 +214,28 @@ export async function sessionToken(
   });
   const config = loadConfig({ APP_ENV: "test" });
   return (await signAccessToken(config, { userId: user.id, email: user.email, sessionId, clientId })).token;
+}
+
+/** A createTeam() client with an access token for each of its members. */
+export async function teamWithTokens() {
+  const team = await createTeam();
+  const tokens = {
+    owner: await sessionToken(team.users.owner, team.clientId),
+    admin: await sessionToken(team.users.admin, team.clientId),
+    manager: await sessionToken(team.users.manager, team.clientId),
+    agent: await sessionToken(team.users.agent, team.clientId),
+    viewer: await sessionToken(team.users.viewer, team.clientId),
+  };
+  return { ...team, tokens };
+}
+
+/** Asserts a problem+json reply with this status (and stable code). */
+export function assertProblem(reply: Reply, status: number, code?: string) {
+  assert.equal(
+    reply.status,
+    status,
+    `expected ${status}, got ${reply.status}: ${JSON.stringify(reply.body)}`,
+  );
+  assert.equal(reply.headers.get("content-type"), "application/problem+json");
+  if (code) assert.equal(reply.body.code, code, JSON.stringify(reply.body));
 }

@@ -5,8 +5,14 @@
 import { parse as parseToml } from "smol-toml";
 import { z } from "zod";
 import configToml from "../../config.toml" with { type: "text" };
+import { createSecretBox } from "./integrations/secret_box.ts";
 
 const positiveInt = z.coerce.number().int().positive();
+// z.coerce.boolean() would read the environment's "false" as true.
+const flag = z.union([
+  z.boolean(),
+  z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1"),
+]);
 
 const configSchema = z.object({
   env: z.enum(["development", "test", "production"]),
@@ -34,6 +40,30 @@ const configSchema = z.object({
     max_batch: positiveInt,
     max_body_bytes: positiveInt,
   }),
+  queue: z.object({
+    max_attempts: positiveInt,
+    retry_base_seconds: z.coerce.number().positive(),
+    retry_max_seconds: z.coerce.number().positive(),
+    retry_jitter: z.coerce.number().min(0).max(1),
+    lease_seconds: positiveInt,
+    concurrency: positiveInt,
+    per_client_running: positiveInt,
+    dispatch_batch: positiveInt,
+    dispatch_interval_ms: positiveInt,
+    poll_min_ms: positiveInt,
+    poll_max_ms: positiveInt,
+    drain_max_jobs: positiveInt,
+    drain_max_ms: positiveInt,
+    shutdown_grace_ms: positiveInt,
+  }),
+  webhooks: z.object({
+    timeout_ms: positiveInt,
+    disable_after_hours: z.coerce.number().positive(),
+    allow_local_targets: flag,
+  }),
+  google_sheets: z.object({
+    writes_per_minute: positiveInt,
+  }),
   database: z.object({
     url: z.string().optional(),
     max_connections: positiveInt,
@@ -42,7 +72,16 @@ const configSchema = z.object({
   }),
   secrets: z.object({
     jwt_secret: z.string().min(32, "JWT_SECRET must be at least 32 characters"),
-    encryption_key: z.string().optional(),
+    encryption_key: z.string().min(1, "ENCRYPTION_KEY is required in production").refine((key) => {
+      try {
+        createSecretBox(key);
+        return true;
+      } catch {
+        return key === "";
+      }
+    }, "ENCRYPTION_KEY must be 32 random bytes in base64 (openssl rand -base64 32)"),
+    worker_secret: z.string().optional(),
+    meta_app_id: z.string().optional(),
     meta_app_secret: z.string().optional(),
     meta_verify_token: z.string().optional(),
   }),
@@ -57,6 +96,8 @@ export type Config = z.infer<typeof configSchema>;
 
 /** Secret used for access tokens when none is configured outside production; never valid in production. */
 const DEVELOPMENT_JWT_SECRET = "development-only-jwt-secret-change-me-0123456789";
+/** 32 bytes (base64) sealing credentials outside production when ENCRYPTION_KEY is unset; never valid in production. */
+const DEVELOPMENT_ENCRYPTION_KEY = "ZGV2ZWxvcG1lbnQtb25seS1lbmNyeXB0aW9uLWtleSE=";
 
 function envValue(env: Record<string, string | undefined>, name: string): string | undefined {
   const value = env[name];
@@ -85,6 +126,12 @@ export function loadConfig(
     },
     auth: file.auth,
     ingest: file.ingest,
+    queue: file.queue,
+    google_sheets: file.google_sheets,
+    webhooks: {
+      ...file.webhooks,
+      allow_local_targets: envValue(env, "WEBHOOKS_ALLOW_LOCAL_TARGETS") ?? file.webhooks.allow_local_targets,
+    },
     rate_limit: {
       ...file.rate_limit,
       per_user: envValue(env, "RATE_LIMIT_PER_USER") ?? file.rate_limit.per_user,
@@ -94,7 +141,9 @@ export function loadConfig(
     database: { ...file.database, url: envValue(env, "DATABASE_URL") ?? envValue(env, "SUPABASE_DB_URL") },
     secrets: {
       jwt_secret: jwtSecret,
-      encryption_key: envValue(env, "ENCRYPTION_KEY"),
+      encryption_key: envValue(env, "ENCRYPTION_KEY") ?? (production ? "" : DEVELOPMENT_ENCRYPTION_KEY),
+      worker_secret: envValue(env, "WORKER_SECRET"),
+      meta_app_id: envValue(env, "META_APP_ID"),
       meta_app_secret: envValue(env, "META_APP_SECRET"),
       meta_verify_token: envValue(env, "META_VERIFY_TOKEN"),
     },

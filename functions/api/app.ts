@@ -8,14 +8,20 @@ import { DOCS_HTML } from "../_shared/docs.ts";
 import { ApiError } from "../_shared/errors.ts";
 import { createRouter, type Deps, ipRateLimit } from "../_shared/http.ts";
 import { assignmentModule } from "./assignment/index.ts";
+import { automationsModule } from "./automations/index.ts";
 import { clientsModule } from "./clients/index.ts";
 import { hierarchyModule } from "./hierarchy/index.ts";
+import { importsModule } from "./imports/index.ts";
+import { integrationsModule } from "./integrations/index.ts";
+import { jobsModule } from "./jobs/index.ts";
 import { keysModule } from "./keys/index.ts";
 import { leadsModule } from "./leads/index.ts";
 import { membersModule } from "./members/index.ts";
+import { notificationsModule } from "./notifications/index.ts";
 import { productsModule } from "./products/index.ts";
 import { jsonResponse, problem } from "./routing.ts";
 import { rolesModule } from "./roles/index.ts";
+import { webhooksModule } from "./webhooks/index.ts";
 
 const health = createRoute({
   method: "get",
@@ -71,5 +77,11 @@ export function createApiApp(deps: Deps) {
   app.route("/", leadsModule());
   app.route("/", assignmentModule());
   app.route("/", keysModule());
+  app.route("/", integrationsModule());
+  app.route("/", importsModule());
+  app.route("/", jobsModule());
+  app.route("/", automationsModule());
+  app.route("/", notificationsModule());
+  app.route("/", webhooksModule());
   return app;
 }

@@ -6,17 +6,28 @@ import { createApiApp } from "../api/app.ts";
 import { createAuthApp } from "../auth/app.ts";
 import { createIngestApp } from "../ingest/app.ts";
 import type { Deps } from "../_shared/http.ts";
+import { createWebhooksApp } from "../webhooks/app.ts";
+import { createWorkerApp } from "../worker/app.ts";
+import { jobHandlers } from "../worker/handlers.ts";
+import { createWorker, type Worker } from "../worker/worker.ts";
 
 type Handler = (request: Request) => Response | Promise<Response>;
 
-/** Routes /functions/v1/<name>/... to each function's app, with /docs and /openapi.json as shortcuts. */
+/**
+ * Routes /functions/v1/<name>/... to each function's app, with /docs and /openapi.json as shortcuts. The
+ * worker function drains `worker` (a new one when not given); every write that succeeded nudges it, which is
+ * the local stand-in for an after-commit wake-up (the response is sent after the commit).
+ */
 export function createLocalStack(
   deps: Deps,
+  worker: Worker = createWorker(deps, jobHandlers()),
 ): (request: Request, info?: Deno.ServeHandlerInfo) => Promise<Response> {
   const functions: Record<string, Handler> = {
     api: createApiApp(deps).fetch,
     auth: createAuthApp(deps).fetch,
     ingest: createIngestApp(deps).fetch,
+    webhooks: createWebhooksApp(deps).fetch,
+    worker: createWorkerApp(deps, worker).fetch,
   };
   return async (request, info) => {
     const url = new URL(request.url);
@@ -40,8 +51,10 @@ export function createLocalStack(
     url.pathname = `/${match[1]}${match[2] ?? ""}`;
     const headers = new Headers(request.headers);
     if (info && info.remoteAddr.transport === "tcp") headers.set("x-forwarded-for", info.remoteAddr.hostname);
-    return await handler(
+    const response = await handler(
       new Request(url, { method: request.method, headers, body: request.body, redirect: "manual" }),
     );
+    if (request.method !== "GET" && response.status < 300) worker.nudge();
+    return response;
   };
 }

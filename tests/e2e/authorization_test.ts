@@ -368,6 +368,214 @@ async function keyNamed(clientId: string, name: string): Promise<boolean> {
 const keyIntact = (id: string) => async () =>
   assert.deepEqual(await keyState(id), { revoked: false, replaced: false }, "the key was changed");
 
+// -- Fixtures of the integrations module: settings, Meta pages and forms ---------------------------------
+
+/** A fresh Graph-style id (15 digits, as a string). */
+const graphDigits = () =>
+  "9" + Array.from(crypto.getRandomValues(new Uint8Array(14)), (b) => b % 10).join("");
+
+type IntegrationKindRow = "whatsapp" | "google_sheets";
+/** A client's integration row, disabled (so no job ever uses it), without a stored secret. */
+async function bareIntegration(kind: IntegrationKindRow, clientId = A): Promise<void> {
+  await db()`delete from app.integration_secrets where client_id = ${clientId} and kind = ${kind}`;
+  await db()`insert into public.integrations (client_id, kind, enabled) values (${clientId}, ${kind}, false)
+    on conflict (client_id, kind) do update set enabled = false, status = 'unknown'`;
+}
+async function integrationState(kind: IntegrationKindRow, clientId = A) {
+  const [row] = await db()`
+    select i.enabled, i.settings, i.status, s.secret_sealed from public.integrations i
+    left join app.integration_secrets s on s.client_id = i.client_id and s.kind = i.kind
+    where i.client_id = ${clientId} and i.kind = ${kind}`;
+  return row ?? null;
+}
+/** Records an integration's state now; the returned check fails when a refused request changed it. */
+async function integrationUnchanged(kind: IntegrationKindRow, clientId = A) {
+  const before = await integrationState(kind, clientId);
+  return async () =>
+    assert.deepEqual(await integrationState(kind, clientId), before, `${clientId}'s ${kind} was changed`);
+}
+/** A check that a refused request queued no sheets.import job for client A. */
+async function noImportQueued() {
+  const count = async () =>
+    (await db()<{ n: number }[]>`
+      select count(*)::int as n from app.jobs where client_id = ${A} and kind = 'sheets.import'`)[0].n;
+  const before = await count();
+  return async () => assert.equal(await count(), before, "an import job was queued");
+}
+/** A page connected to a client with a (placeholder) sealed token. */
+async function newPage(clientId = A): Promise<string> {
+  const pageId = graphDigits();
+  await db()`insert into public.meta_pages (page_id, client_id, name) values (${pageId}, ${clientId}, 'Authz page')`;
+  await db()`insert into app.meta_page_tokens (page_id, token_sealed) values (${pageId}, 'v1.fixture.fixture')`;
+  return pageId;
+}
+async function newForm(pageId: string, clientId = A): Promise<string> {
+  const formId = graphDigits();
+  await db()`insert into public.meta_forms (form_id, page_id, client_id, name)
+    values (${formId}, ${pageId}, ${clientId}, 'Authz form')`;
+  return formId;
+}
+async function pageState(pageId: string) {
+  const [row] = await db()`
+    select p.client_id, p.name, t.token_sealed,
+      (select count(*)::int from public.meta_forms f where f.page_id = p.page_id) as forms
+    from public.meta_pages p left join app.meta_page_tokens t on t.page_id = p.page_id
+    where p.page_id = ${pageId}`;
+  return row ?? null;
+}
+/** Records a page's state (client, name, token, forms) now; the check fails when it changed. */
+async function pageUnchanged(pageId: string) {
+  const before = await pageState(pageId);
+  return async () => assert.deepEqual(await pageState(pageId), before, `page ${pageId} was changed`);
+}
+async function formExists(formId: string): Promise<boolean> {
+  return (await db()`select 1 from public.meta_forms where form_id = ${formId}`).length > 0;
+}
+const metaPages = { a: await newPage(A), b: await newPage(B) };
+const metaForms = { a: await newForm(metaPages.a) };
+const whatsAppSettings = (extra: Record<string, unknown> = {}) => ({
+  phone_number_id: graphDigits(),
+  access_token: "EAAauthzfixturetoken0123456789",
+  template_name: "lead_welcome",
+  template_language: "en_US",
+  enabled: false,
+  ...extra,
+});
+const sheetsSettings = (extra: Record<string, unknown> = {}) => ({
+  spreadsheet_id: "authzSpreadsheet0123456789",
+  sheet: "Leads",
+  columns: [{ header: "Name", field: "full_name" }, { header: "Budget", field: "custom.budget" }],
+  service_account_key: {
+    client_email: "authz@example-project.iam.gserviceaccount.com",
+    private_key:
+      "-----BEGIN PRIVATE KEY-----\nMIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEA\n-----END PRIVATE KEY-----\n",
+  },
+  enabled: false,
+  ...extra,
+});
+
+// -- Fixtures of the automation modules: jobs, automations, notifications, webhook endpoints ---------------
+
+// Deliveries these cases queue (replays) are never run: no worker of a parallel file claims A's or B's.
+await db()`insert into app.job_pauses (client_id, kind_pattern, reason)
+  values (${A}, 'webhook.%', 'authorization matrix'), (${B}, 'webhook.%', 'authorization matrix')`;
+
+/** A job of a client with a kind no worker handles, so no parallel worker claims it. */
+async function newJob(
+  clientId = A,
+  status: "queued" | "dead" = "dead",
+  payload: Record<string, unknown> = { n: 1 },
+): Promise<number> {
+  const [row] = await db()<{ id: string }[]>`
+    insert into app.jobs (client_id, kind, payload, idempotency_key, status, attempts, max_attempts, finished_at)
+    values (${clientId}, 'test.authz', ${db().json(payload as never)}, ${uniq("authz-job")}, ${status},
+      ${status === "dead" ? 1 : 0}, 1, ${status === "dead" ? new Date().toISOString() : null})
+    returning id::text`;
+  return Number(row.id);
+}
+async function jobStatus(id: number): Promise<string> {
+  const [row] = await db()<{ status: string }[]>`select status from app.jobs where id = ${id}`;
+  return row.status;
+}
+const jobIntact = (id: number, status: string) => async () =>
+  assert.equal(await jobStatus(id), status, `job ${id} was changed`);
+const jobs = {
+  a: await newJob(A),
+  b: await newJob(B),
+  /** Carries outside_agent's lead, as a webhook delivery's payload does. */
+  outsideLead: await newJob(A, "dead", {
+    data: { lead: { id: leads.outside.id, email: leads.outside.email } },
+  }),
+};
+const jobIds = (reply: Reply): number[] => reply.body.data.map((row: { id: number }) => row.id);
+
+async function automationOverride(
+  clientId: string,
+  event: string,
+  action: string,
+): Promise<boolean | undefined> {
+  const [row] = await db()<{ enabled: boolean }[]>`
+    select enabled from public.automations where client_id = ${clientId} and event = ${event} and action = ${action}`;
+  return row?.enabled;
+}
+const noOverride = (event: string, action: string) => async () =>
+  assert.equal(await automationOverride(A, event, action), undefined, `A's ${event}/${action} was switched`);
+
+/** A fresh unread notification of a user in client A. */
+async function newNotification(userId: string, clientId = A): Promise<string> {
+  const [row] = await db()<{ id: string }[]>`
+    insert into public.notifications (client_id, user_id, kind, title) values (${clientId}, ${userId},
+      'lead.created', 'Authz notification') returning id`;
+  return row.id;
+}
+async function isRead(id: string): Promise<boolean> {
+  const [row] = await db()<{ read: boolean }[]>`
+    select read_at is not null as read from public.notifications where id = ${id}`;
+  return row.read;
+}
+const stillUnread = (id: string) => async () =>
+  assert.equal(await isRead(id), false, `${id} was marked read`);
+const notifications = {
+  owner: await newNotification(users.owner.id),
+  agent: await newNotification(users.agent.id),
+  outside: await newNotification(users.outside_agent.id),
+};
+
+/** A webhook endpoint of a client with a (fake) sealed secret, as the webhooks service stores them. */
+async function newEndpoint(clientId = A): Promise<string> {
+  const [row] = await db()<{ id: string }[]>`
+    insert into public.webhook_endpoints (client_id, url, description)
+    values (${clientId}, 'https://hooks.example.com/authz', 'Authz endpoint') returning id`;
+  await db()`insert into app.webhook_secrets (endpoint_id, secret_sealed) values (${row.id}, ${
+    uniq("v1.sealed")
+  })`;
+  return row.id;
+}
+async function endpointState(id: string) {
+  const [row] = await db()<{ description: string; enabled: boolean; sealed: string | null }[]>`
+    select e.description, e.enabled, s.secret_sealed as sealed
+    from public.webhook_endpoints e left join app.webhook_secrets s on s.endpoint_id = e.id where e.id = ${id}`;
+  return row;
+}
+/** Records an endpoint's state now; the returned check fails when a refused request changed it. */
+async function endpointUnchanged(id: string): Promise<() => Promise<void>> {
+  const before = await endpointState(id);
+  return async () => assert.deepEqual(await endpointState(id), before, `endpoint ${id} was changed`);
+}
+async function endpointsWithUrl(clientId: string, url: string): Promise<number> {
+  const [row] = await db()<{ n: number }[]>`
+    select count(*)::int as n from public.webhook_endpoints where client_id = ${clientId} and url = ${url}`;
+  return row.n;
+}
+/** A dead webhook.deliver job of an endpoint, with its logged attempt. */
+async function newDelivery(endpointId: string, clientId = A): Promise<number> {
+  const [row] = await db()<{ id: string }[]>`
+    insert into app.jobs (client_id, kind, payload, idempotency_key, status, attempts, max_attempts, finished_at)
+    values (${clientId}, 'webhook.deliver', ${
+    db().json({
+      endpoint_id: endpointId,
+      message_id: `evt_${uniq("authz")}`,
+      event: "lead.created",
+      timestamp: new Date().toISOString(),
+      data: {},
+    })
+  }, ${uniq("authz-delivery")}, 'dead', 1, 1, now())
+    returning id::text`;
+  await db()`insert into public.webhook_deliveries (client_id, endpoint_id, job_id, message_id, event, attempt,
+      succeeded, status_code)
+    values (${clientId}, ${endpointId}, ${row.id}, 'evt_authz', 'lead.created', 1, false, 500)`;
+  return Number(row.id);
+}
+async function replaysOf(jobId: number): Promise<number> {
+  const [row] = await db()<{ n: number }[]>`
+    select count(*)::int as n from app.jobs where idempotency_key like ${`replay:${jobId}:%`}`;
+  return row.n;
+}
+const noReplay = (jobId: number) => async () =>
+  assert.equal(await replaysOf(jobId), 0, `job ${jobId} was replayed`);
+const hooks = { a: await newEndpoint(A), b: await newEndpoint(B) };
+const deliveries = { a: await newDelivery(hooks.a), b: await newDelivery(hooks.b, B) };
+
 // -- The matrix ----------------------------------------------------------------------------------------
 
 type Check = "other_client" | "outside_hierarchy" | "no_permission" | "no_token" | "allowed";
@@ -3153,6 +3361,515 @@ const cases: Record<string, Case> = {
   },
 
   // -- API keys ----------------------------------------------------------------------------------------
+  "GET /clients/{clientId}/integrations": {
+    other_client: () => [
+      {
+        label: "B's owner lists A's integrations",
+        token: t.b_owner,
+        path: `/clients/${A}/integrations`,
+        status: 404,
+        code: "client_not_found",
+      },
+      {
+        label: "B's owner lists B's integrations: 200 without A's pages",
+        token: t.b_owner,
+        path: `/clients/${B}/integrations`,
+        status: 200,
+        verify: (reply) => {
+          const listed = reply.body.meta_pages.map((page: { page_id: string }) => page.page_id);
+          assert.ok(listed.includes(metaPages.b));
+          assert.ok(!listed.includes(metaPages.a), "A's page leaks into B's list");
+        },
+      },
+    ],
+    outside_hierarchy: "integrations are client-wide settings, not rows of the reporting hierarchy",
+    no_permission: () => [
+      {
+        label: "A's noperm (no integrations.read) lists the integrations",
+        token: t.noperm,
+        path: `/clients/${A}/integrations`,
+        status: 403,
+        code: "permission_denied",
+      },
+    ],
+    allowed: () => ({
+      label: "A's viewer lists A's integrations and pages, without any secret",
+      token: t.viewer,
+      path: `/clients/${A}/integrations`,
+      status: 200,
+      verify: (reply) => {
+        const listed = reply.body.meta_pages.map((page: { page_id: string }) => page.page_id);
+        assert.ok(listed.includes(metaPages.a) && !listed.includes(metaPages.b));
+        assert.ok(!JSON.stringify(reply.body).includes("v1.fixture"), "a sealed token is listed");
+      },
+    }),
+  },
+
+  "PUT /clients/{clientId}/integrations/whatsapp": {
+    other_client: async () => [{
+      label: "B's owner sets up WhatsApp for A",
+      token: t.b_owner,
+      path: `/clients/${A}/integrations/whatsapp`,
+      body: whatsAppSettings(),
+      status: 404,
+      code: "client_not_found",
+      intact: await integrationUnchanged("whatsapp"),
+    }],
+    outside_hierarchy: "integrations are client-wide settings, not rows of the reporting hierarchy",
+    no_permission: async () => {
+      const intact = await integrationUnchanged("whatsapp");
+      return [
+        {
+          label: "A's manager (no integrations.manage) sets up WhatsApp",
+          token: t.manager,
+          path: `/clients/${A}/integrations/whatsapp`,
+          body: whatsAppSettings(),
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+        {
+          label: "A's viewer sets up WhatsApp",
+          token: t.viewer,
+          path: `/clients/${A}/integrations/whatsapp`,
+          body: whatsAppSettings(),
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+      ];
+    },
+    allowed: async () => {
+      await db()`delete from public.integrations where client_id = ${A} and kind = 'whatsapp'`;
+      return {
+        label: "A's admin sets up WhatsApp (disabled), the token sealed",
+        token: t.admin,
+        path: `/clients/${A}/integrations/whatsapp`,
+        body: whatsAppSettings(),
+        status: 201,
+        verify: async (reply) => {
+          assert.equal(reply.body.has_secret, true);
+          assert.ok(!JSON.stringify(reply.body).includes("EAAauthz"), "the token is returned");
+          assert.ok((await integrationState("whatsapp"))?.secret_sealed.startsWith("v1."));
+        },
+      };
+    },
+  },
+
+  "PUT /clients/{clientId}/integrations/google-sheets": {
+    other_client: async () => [{
+      label: "B's owner sets up A's Google Sheet",
+      token: t.b_owner,
+      path: `/clients/${A}/integrations/google-sheets`,
+      body: sheetsSettings(),
+      status: 404,
+      code: "client_not_found",
+      intact: await integrationUnchanged("google_sheets"),
+    }],
+    outside_hierarchy: "integrations are client-wide settings, not rows of the reporting hierarchy",
+    no_permission: async () => {
+      const intact = await integrationUnchanged("google_sheets");
+      return [
+        {
+          label: "A's manager (no integrations.manage) sets up the sheet",
+          token: t.manager,
+          path: `/clients/${A}/integrations/google-sheets`,
+          body: sheetsSettings(),
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+        {
+          label: "A's agent sets up the sheet",
+          token: t.agent,
+          path: `/clients/${A}/integrations/google-sheets`,
+          body: sheetsSettings(),
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+      ];
+    },
+    allowed: async () => {
+      await db()`delete from public.integrations where client_id = ${A} and kind = 'google_sheets'`;
+      return {
+        label: "A's owner sets up the sheet (disabled), the key sealed",
+        token: t.owner,
+        path: `/clients/${A}/integrations/google-sheets`,
+        body: sheetsSettings(),
+        status: 201,
+        verify: (reply) => {
+          assert.equal(reply.body.has_secret, true);
+          assert.ok(!JSON.stringify(reply.body).includes("PRIVATE KEY"), "the key is returned");
+        },
+      };
+    },
+  },
+
+  "DELETE /clients/{clientId}/integrations/{kind}": {
+    other_client: async () => {
+      await bareIntegration("whatsapp");
+      const intact = await integrationUnchanged("whatsapp");
+      return [
+        {
+          label: "B's owner removes A's WhatsApp through client A's path",
+          token: t.b_owner,
+          path: `/clients/${A}/integrations/whatsapp`,
+          status: 404,
+          code: "client_not_found",
+          intact,
+        },
+        {
+          label: "B's owner removes WhatsApp through client B's path (B has none)",
+          token: t.b_owner,
+          path: `/clients/${B}/integrations/whatsapp`,
+          status: 404,
+          code: "integration_not_found",
+          intact,
+        },
+      ];
+    },
+    outside_hierarchy: "integrations are client-wide settings, not rows of the reporting hierarchy",
+    no_permission: async () => {
+      await bareIntegration("whatsapp");
+      return [{
+        label: "A's manager (no integrations.manage) removes WhatsApp",
+        token: t.manager,
+        path: `/clients/${A}/integrations/whatsapp`,
+        status: 403,
+        code: "permission_denied",
+        intact: await integrationUnchanged("whatsapp"),
+      }];
+    },
+    allowed: async () => {
+      await bareIntegration("whatsapp");
+      return {
+        label: "A's admin removes WhatsApp",
+        token: t.admin,
+        path: `/clients/${A}/integrations/whatsapp`,
+        status: 204,
+        verify: async () => assert.equal(await integrationState("whatsapp"), null),
+      };
+    },
+  },
+
+  "POST /clients/{clientId}/integrations/{kind}/test": {
+    other_client: async () => {
+      await bareIntegration("whatsapp");
+      const intact = await integrationUnchanged("whatsapp");
+      return [
+        {
+          label: "B's owner tests A's WhatsApp through client A's path",
+          token: t.b_owner,
+          path: `/clients/${A}/integrations/whatsapp/test`,
+          status: 404,
+          code: "client_not_found",
+          intact,
+        },
+        {
+          label: "B's owner tests WhatsApp through client B's path (B has none)",
+          token: t.b_owner,
+          path: `/clients/${B}/integrations/whatsapp/test`,
+          status: 404,
+          code: "integration_not_found",
+          intact,
+        },
+      ];
+    },
+    outside_hierarchy: "integrations are client-wide settings, not rows of the reporting hierarchy",
+    no_permission: async () => {
+      await bareIntegration("whatsapp");
+      const intact = await integrationUnchanged("whatsapp");
+      return [
+        {
+          label: "A's manager (no integrations.manage) tests WhatsApp",
+          token: t.manager,
+          path: `/clients/${A}/integrations/whatsapp/test`,
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+        {
+          label: "A's viewer tests WhatsApp",
+          token: t.viewer,
+          path: `/clients/${A}/integrations/whatsapp/test`,
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+      ];
+    },
+    allowed: async () => {
+      // No stored credential: the test answers without calling Meta, which these tests do not emulate.
+      await bareIntegration("whatsapp");
+      return {
+        label: "A's admin tests WhatsApp with no stored token: 200, recorded broken",
+        token: t.admin,
+        path: `/clients/${A}/integrations/whatsapp/test`,
+        status: 200,
+        verify: async (reply) => {
+          assert.equal(reply.body.ok, false);
+          assert.equal(reply.body.status, "broken");
+          assert.equal((await integrationState("whatsapp"))?.status, "broken");
+        },
+      };
+    },
+  },
+
+  "POST /clients/{clientId}/meta/pages": {
+    other_client: async () => {
+      const pageId = graphDigits();
+      return [
+        {
+          label: "B's owner connects a page to A",
+          token: t.b_owner,
+          path: `/clients/${A}/meta/pages`,
+          body: { page_id: pageId, page_access_token: "EAAauthzfixturetoken0123456789" },
+          status: 404,
+          code: "client_not_found",
+          intact: async () => assert.equal(await pageState(pageId), null, "the page was connected"),
+        },
+        {
+          label: "B's owner connects A's page to B: 409 that does not name A",
+          token: t.b_owner,
+          path: `/clients/${B}/meta/pages`,
+          body: { page_id: metaPages.a, page_access_token: "EAAauthzfixturetoken0123456789" },
+          status: 409,
+          code: "meta_page_taken",
+          verify: (reply) => assert.ok(!JSON.stringify(reply.body).includes(A), "the 409 names client A"),
+          intact: await pageUnchanged(metaPages.a),
+        },
+      ];
+    },
+    outside_hierarchy: "integrations are client-wide settings, not rows of the reporting hierarchy",
+    no_permission: () => {
+      const pageId = graphDigits();
+      return [{
+        label: "A's manager (no integrations.manage) connects a page",
+        token: t.manager,
+        path: `/clients/${A}/meta/pages`,
+        body: { page_id: pageId, page_access_token: "EAAauthzfixturetoken0123456789" },
+        status: 403,
+        code: "permission_denied",
+        intact: async () => assert.equal(await pageState(pageId), null, "the page was connected"),
+      }];
+    },
+    allowed: () => ({
+      label: "A's admin connects a fresh page",
+      token: t.admin,
+      path: `/clients/${A}/meta/pages`,
+      body: {
+        page_id: graphDigits(),
+        name: "Authz page",
+        page_access_token: "EAAauthzfixturetoken0123456789",
+      },
+      status: 201,
+      verify: async (reply) => {
+        assert.equal(reply.body.has_token, true);
+        assert.equal((await pageState(reply.body.page_id))?.client_id, A);
+      },
+    }),
+  },
+
+  "PATCH /clients/{clientId}/meta/pages/{pageId}": {
+    other_client: async () => {
+      const intact = await pageUnchanged(metaPages.a);
+      return [
+        {
+          label: "B's owner renames A's page through client A's path",
+          token: t.b_owner,
+          path: `/clients/${A}/meta/pages/${metaPages.a}`,
+          body: { name: "Hijacked" },
+          status: 404,
+          code: "client_not_found",
+          intact,
+        },
+        {
+          label: "B's owner renames A's page through client B's path",
+          token: t.b_owner,
+          path: `/clients/${B}/meta/pages/${metaPages.a}`,
+          body: { name: "Hijacked", page_access_token: "EAAhijackedtoken0123456789" },
+          status: 404,
+          code: "meta_page_not_found",
+          intact,
+        },
+      ];
+    },
+    outside_hierarchy: "integrations are client-wide settings, not rows of the reporting hierarchy",
+    no_permission: async () => [{
+      label: "A's manager (no integrations.manage) renames a page",
+      token: t.manager,
+      path: `/clients/${A}/meta/pages/${metaPages.a}`,
+      body: { name: "Renamed" },
+      status: 403,
+      code: "permission_denied",
+      intact: await pageUnchanged(metaPages.a),
+    }],
+    allowed: async () => {
+      const pageId = await newPage(A);
+      return {
+        label: "A's admin renames a fresh page",
+        token: t.admin,
+        path: `/clients/${A}/meta/pages/${pageId}`,
+        body: { name: "Renamed page" },
+        status: 200,
+        verify: async () => assert.equal((await pageState(pageId))?.name, "Renamed page"),
+      };
+    },
+  },
+
+  "DELETE /clients/{clientId}/meta/pages/{pageId}": {
+    other_client: async () => {
+      const pageId = await newPage(A);
+      const intact = await pageUnchanged(pageId);
+      return [
+        {
+          label: "B's owner disconnects A's page through client A's path",
+          token: t.b_owner,
+          path: `/clients/${A}/meta/pages/${pageId}`,
+          status: 404,
+          code: "client_not_found",
+          intact,
+        },
+        {
+          label: "B's owner disconnects A's page through client B's path",
+          token: t.b_owner,
+          path: `/clients/${B}/meta/pages/${pageId}`,
+          status: 404,
+          code: "meta_page_not_found",
+          intact,
+        },
+      ];
+    },
+    outside_hierarchy: "integrations are client-wide settings, not rows of the reporting hierarchy",
+    no_permission: async () => {
+      const pageId = await newPage(A);
+      return [{
+        label: "A's manager (no integrations.manage) disconnects a page",
+        token: t.manager,
+        path: `/clients/${A}/meta/pages/${pageId}`,
+        status: 403,
+        code: "permission_denied",
+        intact: await pageUnchanged(pageId),
+      }];
+    },
+    allowed: async () => {
+      const pageId = await newPage(A);
+      await newForm(pageId);
+      return {
+        label: "A's admin disconnects a fresh page with a form",
+        token: t.admin,
+        path: `/clients/${A}/meta/pages/${pageId}`,
+        status: 204,
+        verify: async () => assert.equal(await pageState(pageId), null),
+      };
+    },
+  },
+
+  "POST /clients/{clientId}/meta/pages/{pageId}/forms": {
+    other_client: async () => {
+      const formId = graphDigits();
+      const notCreated = async () => assert.ok(!await formExists(formId), "the form was mapped");
+      return [
+        {
+          label: "B's owner maps a form on A's page through client A's path",
+          token: t.b_owner,
+          path: `/clients/${A}/meta/pages/${metaPages.a}/forms`,
+          body: { form_id: formId },
+          status: 404,
+          code: "client_not_found",
+          intact: notCreated,
+        },
+        {
+          label: "B's owner maps a form on A's page through client B's path",
+          token: t.b_owner,
+          path: `/clients/${B}/meta/pages/${metaPages.a}/forms`,
+          body: { form_id: formId },
+          status: 404,
+          code: "meta_page_not_found",
+          intact: notCreated,
+        },
+        {
+          label: "B's owner maps A's form on B's own page: 409",
+          token: t.b_owner,
+          path: `/clients/${B}/meta/pages/${metaPages.b}/forms`,
+          body: { form_id: metaForms.a },
+          status: 409,
+          code: "meta_form_taken",
+          intact: await pageUnchanged(metaPages.a),
+        },
+      ];
+    },
+    outside_hierarchy: "integrations are client-wide settings, not rows of the reporting hierarchy",
+    no_permission: () => {
+      const formId = graphDigits();
+      return [{
+        label: "A's manager (no integrations.manage) maps a form",
+        token: t.manager,
+        path: `/clients/${A}/meta/pages/${metaPages.a}/forms`,
+        body: { form_id: formId },
+        status: 403,
+        code: "permission_denied",
+        intact: async () => assert.ok(!await formExists(formId), "the form was mapped"),
+      }];
+    },
+    allowed: () => ({
+      label: "A's admin maps a fresh form to a product A sells",
+      token: t.admin,
+      path: `/clients/${A}/meta/pages/${metaPages.a}/forms`,
+      body: { form_id: graphDigits(), product_id: catalog.aOnlyProduct },
+      status: 201,
+      verify: (reply) => assert.equal(reply.body.product_id, catalog.aOnlyProduct),
+    }),
+  },
+
+  "DELETE /clients/{clientId}/meta/forms/{formId}": {
+    other_client: async () => {
+      const formId = await newForm(metaPages.a);
+      const intact = async () => assert.ok(await formExists(formId), "the form was unmapped");
+      return [
+        {
+          label: "B's owner unmaps A's form through client A's path",
+          token: t.b_owner,
+          path: `/clients/${A}/meta/forms/${formId}`,
+          status: 404,
+          code: "client_not_found",
+          intact,
+        },
+        {
+          label: "B's owner unmaps A's form through client B's path",
+          token: t.b_owner,
+          path: `/clients/${B}/meta/forms/${formId}`,
+          status: 404,
+          code: "meta_form_not_found",
+          intact,
+        },
+      ];
+    },
+    outside_hierarchy: "integrations are client-wide settings, not rows of the reporting hierarchy",
+    no_permission: async () => {
+      const formId = await newForm(metaPages.a);
+      return [{
+        label: "A's manager (no integrations.manage) unmaps a form",
+        token: t.manager,
+        path: `/clients/${A}/meta/forms/${formId}`,
+        status: 403,
+        code: "permission_denied",
+        intact: async () => assert.ok(await formExists(formId), "the form was unmapped"),
+      }];
+    },
+    allowed: async () => {
+      const formId = await newForm(metaPages.a);
+      return {
+        label: "A's admin unmaps a fresh form",
+        token: t.admin,
+        path: `/clients/${A}/meta/forms/${formId}`,
+        status: 204,
+        verify: async () => assert.ok(!await formExists(formId), "the form is still mapped"),
+      };
+    },
+  },
+
   "POST /clients/{clientId}/api-keys": {
     other_client: () => {
       const name = uniq("Intruder key");
@@ -3372,6 +4089,943 @@ const cases: Record<string, Case> = {
           assert.equal(reply.body.previous.id, key);
           assert.equal(reply.body.previous.replaced_by, reply.body.id);
           assert.equal((await keyState(key)).replaced, true);
+        },
+      };
+    },
+  },
+  // -- Imports -----------------------------------------------------------------------------------------
+  "POST /clients/{clientId}/imports/google-sheets": {
+    other_client: async () => [{
+      label: "B's owner imports A's sheet",
+      token: t.b_owner,
+      path: `/clients/${A}/imports/google-sheets`,
+      body: {},
+      status: 404,
+      code: "client_not_found",
+      intact: await noImportQueued(),
+    }],
+    outside_hierarchy: "an import reads the client-wide sheet, not rows of the reporting hierarchy",
+    no_permission: async () => {
+      const intact = await noImportQueued();
+      return [
+        {
+          label: "A's manager (no integrations.manage) imports the sheet",
+          token: t.manager,
+          path: `/clients/${A}/imports/google-sheets`,
+          body: {},
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+        {
+          label: "A's viewer imports the sheet",
+          token: t.viewer,
+          path: `/clients/${A}/imports/google-sheets`,
+          body: {},
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+      ];
+    },
+    allowed: async () => {
+      // Enabled only for this probe; the queued import is cancelled, so no worker runs it.
+      await db()`insert into public.integrations (client_id, kind, enabled) values (${A}, 'google_sheets', true)
+        on conflict (client_id, kind) do update set enabled = true`;
+      return {
+        label: "A's admin imports A's sheet: 202 with the job",
+        token: t.admin,
+        path: `/clients/${A}/imports/google-sheets`,
+        body: { from_row: 2 },
+        status: 202,
+        verify: async (reply) => {
+          const [job] = await db()<{ kind: string }[]>`
+            update app.jobs set status = 'cancelled', finished_at = now()
+            where id = ${reply.body.job_id} and client_id = ${A} returning kind`;
+          await db()`update public.integrations set enabled = false where client_id = ${A} and kind = 'google_sheets'`;
+          assert.equal(job?.kind, "sheets.import");
+        },
+      };
+    },
+  },
+  // -- Jobs --------------------------------------------------------------------------------------------
+  "GET /clients/{clientId}/jobs": {
+    other_client: () => [
+      {
+        label: "B's owner lists A's jobs",
+        token: t.b_owner,
+        path: `/clients/${A}/jobs`,
+        status: 404,
+        code: "client_not_found",
+      },
+      {
+        label: "B's owner lists B's jobs: 200 without A's",
+        token: t.b_owner,
+        path: `/clients/${B}/jobs?limit=200`,
+        status: 200,
+        verify: (reply) => {
+          assert.ok(jobIds(reply).includes(jobs.b));
+          assert.ok(!jobIds(reply).includes(jobs.a), "A's job leaks into B's list");
+        },
+      },
+    ],
+    outside_hierarchy:
+      "jobs are client-wide background work, not rows of the reporting hierarchy; payloads " +
+      "are left out of lists and withheld from partial scopes (GET .../jobs/{jobId})",
+    no_permission: () => [{
+      label: "A's member without permissions lists the jobs",
+      token: t.noperm,
+      path: `/clients/${A}/jobs`,
+      status: 403,
+      code: "permission_denied",
+    }],
+    allowed: () => ({
+      label: "A's viewer (jobs.read through *.read) lists A's jobs",
+      token: t.viewer,
+      path: `/clients/${A}/jobs?limit=200`,
+      status: 200,
+      verify: (reply) => assert.ok(jobIds(reply).includes(jobs.a) && !jobIds(reply).includes(jobs.b)),
+    }),
+  },
+
+  "GET /clients/{clientId}/jobs/{jobId}": {
+    other_client: () => [
+      {
+        label: "B's owner reads A's job through client A's path",
+        token: t.b_owner,
+        path: `/clients/${A}/jobs/${jobs.a}`,
+        status: 404,
+        code: "client_not_found",
+      },
+      {
+        label: "B's owner reads A's job through client B's path",
+        token: t.b_owner,
+        path: `/clients/${B}/jobs/${jobs.a}`,
+        status: 404,
+        code: "job_not_found",
+      },
+    ],
+    outside_hierarchy: () => [{
+      label:
+        "A's manager (team scope) reads a job carrying outside_agent's lead: 200 with the payload withheld",
+      token: t.manager,
+      path: `/clients/${A}/jobs/${jobs.outsideLead}`,
+      status: 200,
+      verify: (reply) => {
+        assert.equal(reply.body.payload, null);
+        assert.equal(reply.body.payload_visible, false);
+        assert.ok(!JSON.stringify(reply.body).includes(leads.outside.email), "the lead's email leaks");
+      },
+    }],
+    no_permission: () => [{
+      label: "A's member without permissions reads a job",
+      token: t.noperm,
+      path: `/clients/${A}/jobs/${jobs.a}`,
+      status: 403,
+      code: "permission_denied",
+    }],
+    allowed: () => ({
+      label: "A's admin reads the job carrying outside_agent's lead, payload included",
+      token: t.admin,
+      path: `/clients/${A}/jobs/${jobs.outsideLead}`,
+      status: 200,
+      verify: (reply) => {
+        assert.equal(reply.body.payload_visible, true);
+        assert.equal(reply.body.payload.data.lead.email, leads.outside.email);
+      },
+    }),
+  },
+
+  "POST /clients/{clientId}/jobs/{jobId}/retry": {
+    other_client: async () => {
+      const job = await newJob(A);
+      return [
+        {
+          label: "B's owner retries A's job through client A's path",
+          token: t.b_owner,
+          path: `/clients/${A}/jobs/${job}/retry`,
+          status: 404,
+          code: "client_not_found",
+          intact: jobIntact(job, "dead"),
+        },
+        {
+          label: "B's owner retries A's job through client B's path",
+          token: t.b_owner,
+          path: `/clients/${B}/jobs/${job}/retry`,
+          status: 404,
+          code: "job_not_found",
+          intact: jobIntact(job, "dead"),
+        },
+      ];
+    },
+    outside_hierarchy: "jobs are client-wide background work, not rows of the reporting hierarchy",
+    no_permission: async () => {
+      const job = await newJob(A);
+      return [
+        {
+          label: "A's manager (jobs.read, no jobs.manage) retries a job",
+          token: t.manager,
+          path: `/clients/${A}/jobs/${job}/retry`,
+          status: 403,
+          code: "permission_denied",
+          intact: jobIntact(job, "dead"),
+        },
+        {
+          label: "A's viewer retries a job",
+          token: t.viewer,
+          path: `/clients/${A}/jobs/${job}/retry`,
+          status: 403,
+          code: "permission_denied",
+          intact: jobIntact(job, "dead"),
+        },
+      ];
+    },
+    allowed: async () => {
+      const job = await newJob(A);
+      return {
+        label: "A's admin retries a fresh dead job",
+        token: t.admin,
+        path: `/clients/${A}/jobs/${job}/retry`,
+        status: 200,
+        verify: async (reply) => {
+          assert.equal(reply.body.status, "queued");
+          assert.equal(await jobStatus(job), "queued");
+        },
+      };
+    },
+  },
+
+  "POST /clients/{clientId}/jobs/{jobId}/cancel": {
+    other_client: async () => {
+      const job = await newJob(A, "queued");
+      return [
+        {
+          label: "B's owner cancels A's job through client A's path",
+          token: t.b_owner,
+          path: `/clients/${A}/jobs/${job}/cancel`,
+          status: 404,
+          code: "client_not_found",
+          intact: jobIntact(job, "queued"),
+        },
+        {
+          label: "B's owner cancels A's job through client B's path",
+          token: t.b_owner,
+          path: `/clients/${B}/jobs/${job}/cancel`,
+          status: 404,
+          code: "job_not_found",
+          intact: jobIntact(job, "queued"),
+        },
+      ];
+    },
+    outside_hierarchy: "jobs are client-wide background work, not rows of the reporting hierarchy",
+    no_permission: async () => {
+      const job = await newJob(A, "queued");
+      return [
+        {
+          label: "A's manager (jobs.read, no jobs.manage) cancels a job",
+          token: t.manager,
+          path: `/clients/${A}/jobs/${job}/cancel`,
+          status: 403,
+          code: "permission_denied",
+          intact: jobIntact(job, "queued"),
+        },
+        {
+          label: "A's viewer cancels a job",
+          token: t.viewer,
+          path: `/clients/${A}/jobs/${job}/cancel`,
+          status: 403,
+          code: "permission_denied",
+          intact: jobIntact(job, "queued"),
+        },
+      ];
+    },
+    allowed: async () => {
+      const job = await newJob(A, "queued");
+      return {
+        label: "A's admin cancels a fresh queued job",
+        token: t.admin,
+        path: `/clients/${A}/jobs/${job}/cancel`,
+        status: 200,
+        verify: async (reply) => {
+          assert.equal(reply.body.status, "cancelled");
+          assert.equal(await jobStatus(job), "cancelled");
+        },
+      };
+    },
+  },
+
+  // -- Automations -------------------------------------------------------------------------------------
+  "GET /clients/{clientId}/automations": {
+    other_client: () => [
+      {
+        label: "B's owner lists A's automations",
+        token: t.b_owner,
+        path: `/clients/${A}/automations`,
+        status: 404,
+        code: "client_not_found",
+      },
+      {
+        label: "B's owner lists B's automations",
+        token: t.b_owner,
+        path: `/clients/${B}/automations`,
+        status: 200,
+      },
+    ],
+    outside_hierarchy: "automation switches are client-wide settings, not rows of the reporting hierarchy",
+    no_permission: () => [{
+      label: "A's member without permissions lists the automations",
+      token: t.noperm,
+      path: `/clients/${A}/automations`,
+      status: 403,
+      code: "permission_denied",
+    }],
+    allowed: () => ({
+      label: "A's viewer (automations.read through *.read) lists them",
+      token: t.viewer,
+      path: `/clients/${A}/automations`,
+      status: 200,
+      verify: (reply) =>
+        assert.ok(
+          reply.body.data.some((a: { event: string; action: string }) =>
+            a.event === "lead.created" && a.action === "notify"
+          ),
+        ),
+    }),
+  },
+
+  "PUT /clients/{clientId}/automations/{event}/{action}": {
+    other_client: () => [{
+      label: "B's owner switches off one of A's automations",
+      token: t.b_owner,
+      path: `/clients/${A}/automations/lead.assigned/notify`,
+      body: { enabled: false },
+      status: 404,
+      code: "client_not_found",
+      intact: noOverride("lead.assigned", "notify"),
+    }],
+    outside_hierarchy: "automation switches are client-wide settings, not rows of the reporting hierarchy",
+    no_permission: () => [
+      {
+        label: "A's manager (automations.read, no automations.manage) switches an automation",
+        token: t.manager,
+        path: `/clients/${A}/automations/lead.assigned/notify`,
+        body: { enabled: false },
+        status: 403,
+        code: "permission_denied",
+        intact: noOverride("lead.assigned", "notify"),
+      },
+      {
+        label: "A's viewer switches an automation",
+        token: t.viewer,
+        path: `/clients/${A}/automations/lead.assigned/notify`,
+        body: { enabled: false },
+        status: 403,
+        code: "permission_denied",
+        intact: noOverride("lead.assigned", "notify"),
+      },
+    ],
+    allowed: () => ({
+      label:
+        "A's admin sets the Sheets append to its default (off), which changes nothing the other cases use",
+      token: t.admin,
+      path: `/clients/${A}/automations/lead.created/sheets_append`,
+      body: { enabled: false },
+      status: 200,
+      verify: async (reply) => {
+        assert.equal(reply.body.enabled, false);
+        assert.equal(await automationOverride(A, "lead.created", "sheets_append"), false);
+      },
+    }),
+  },
+
+  // -- Notifications -----------------------------------------------------------------------------------
+  "GET /notifications": {
+    rule: "any signed-in user; row-level security shows each user only the notifications addressed to them",
+    other_client: () => [{
+      label: "B's owner lists notifications: 200 without any of A's people's",
+      token: t.b_owner,
+      path: "/notifications?limit=200",
+      status: 200,
+      verify: (reply) => {
+        const listed = ids(reply);
+        assert.ok(!listed.includes(notifications.owner) && !listed.includes(notifications.agent));
+      },
+    }],
+    outside_hierarchy: () => [{
+      label: "A's admin (above everyone) lists notifications: 200 with none of their reports'",
+      token: t.admin,
+      path: "/notifications?limit=200",
+      status: 200,
+      verify: (reply) => {
+        const listed = ids(reply);
+        assert.ok(!listed.includes(notifications.agent) && !listed.includes(notifications.outside));
+      },
+    }],
+    no_permission: async () => {
+      const own = await newNotification(users.noperm.id);
+      return [{
+        label: "a member of A with no permissions lists exactly their own notifications",
+        token: t.noperm,
+        path: "/notifications?limit=200",
+        status: 200,
+        verify: (reply) => assert.deepEqual(ids(reply), [own]),
+      }];
+    },
+    allowed: () => ({
+      label: "A's agent lists their notifications",
+      token: t.agent,
+      path: "/notifications?limit=200",
+      status: 200,
+      verify: (reply) => {
+        assert.ok(ids(reply).includes(notifications.agent));
+        assert.ok(reply.body.data.every((n: { client_id: string }) => n.client_id === A));
+      },
+    }),
+  },
+
+  "POST /notifications/{notificationId}/read": {
+    rule: "the recipient alone; anyone else's notification is 404 (row-level security)",
+    other_client: async () => {
+      const id = await newNotification(users.owner.id);
+      return [{
+        label: "B's owner marks A's owner's notification read",
+        token: t.b_owner,
+        path: `/notifications/${id}/read`,
+        status: 404,
+        code: "notification_not_found",
+        intact: stillUnread(id),
+      }];
+    },
+    outside_hierarchy: async () => {
+      const agents = await newNotification(users.agent.id);
+      const outsiders = await newNotification(users.outside_agent.id);
+      return [
+        {
+          label: "A's manager marks their own agent's notification read: 404 (recipients only)",
+          token: t.manager,
+          path: `/notifications/${agents}/read`,
+          status: 404,
+          code: "notification_not_found",
+          intact: stillUnread(agents),
+        },
+        {
+          label: "A's manager marks outside_agent's notification read",
+          token: t.manager,
+          path: `/notifications/${outsiders}/read`,
+          status: 404,
+          code: "notification_not_found",
+          intact: stillUnread(outsiders),
+        },
+      ];
+    },
+    no_permission: async () => {
+      const own = await newNotification(users.noperm.id);
+      return [{
+        label: "a member of A with no permissions marks their own notification read",
+        token: t.noperm,
+        path: `/notifications/${own}/read`,
+        status: 200,
+        verify: async () => assert.equal(await isRead(own), true),
+      }];
+    },
+    allowed: async () => {
+      const own = await newNotification(users.agent.id);
+      return {
+        label: "A's agent marks a fresh notification of theirs read",
+        token: t.agent,
+        path: `/notifications/${own}/read`,
+        status: 200,
+        verify: async (reply) => {
+          assert.ok(reply.body.read_at);
+          assert.equal(await isRead(own), true);
+        },
+      };
+    },
+  },
+
+  "POST /notifications/read-all": {
+    rule: "any signed-in user, for their own notifications only (row-level security)",
+    other_client: async () => {
+      const id = await newNotification(users.owner.id);
+      return [{
+        label: "B's owner marks all read, naming client A: 200 with nothing of A's marked",
+        token: t.b_owner,
+        path: `/notifications/read-all?client_id=${A}`,
+        status: 200,
+        verify: (reply) => assert.equal(reply.body.count, 0),
+        intact: stillUnread(id),
+      }];
+    },
+    outside_hierarchy: async () => {
+      const agents = await newNotification(users.agent.id);
+      const outsiders = await newNotification(users.outside_agent.id);
+      return [{
+        label: "A's admin marks all read: their reports' notifications stay unread",
+        token: t.admin,
+        path: "/notifications/read-all",
+        status: 200,
+        intact: async () => {
+          await stillUnread(agents)();
+          await stillUnread(outsiders)();
+        },
+      }];
+    },
+    no_permission: async () => {
+      const own = await newNotification(users.noperm.id);
+      return [{
+        label: "a member of A with no permissions marks all of theirs read",
+        token: t.noperm,
+        path: "/notifications/read-all",
+        status: 200,
+        verify: async (reply) => {
+          assert.ok(reply.body.count >= 1);
+          assert.equal(await isRead(own), true);
+        },
+      }];
+    },
+    allowed: async () => {
+      const own = await newNotification(users.agent.id);
+      return {
+        label: "A's agent marks all of theirs read",
+        token: t.agent,
+        path: `/notifications/read-all?client_id=${A}`,
+        status: 200,
+        verify: async (reply) => {
+          assert.ok(reply.body.count >= 1);
+          assert.equal(await isRead(own), true);
+        },
+      };
+    },
+  },
+
+  // -- Webhooks ----------------------------------------------------------------------------------------
+  "POST /clients/{clientId}/webhooks": {
+    other_client: () => {
+      const url = `https://${uniq("intruder")}.example.com/hook`;
+      return [{
+        label: "B's owner adds a webhook endpoint to client A",
+        token: t.b_owner,
+        path: `/clients/${A}/webhooks`,
+        body: { url },
+        status: 404,
+        code: "client_not_found",
+        intact: async () => assert.equal(await endpointsWithUrl(A, url), 0, "an endpoint was created"),
+      }];
+    },
+    outside_hierarchy: "webhook endpoints are client-wide integrations, not rows of the reporting hierarchy",
+    no_permission: () => {
+      const url = `https://${uniq("refused")}.example.com/hook`;
+      const intact = async () => assert.equal(await endpointsWithUrl(A, url), 0, "an endpoint was created");
+      return [
+        {
+          label: "A's manager (no webhooks.manage) adds an endpoint",
+          token: t.manager,
+          path: `/clients/${A}/webhooks`,
+          body: { url },
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+        {
+          label: "A's viewer adds an endpoint",
+          token: t.viewer,
+          path: `/clients/${A}/webhooks`,
+          body: { url },
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+      ];
+    },
+    allowed: () => ({
+      label: "A's admin adds an endpoint",
+      token: t.admin,
+      path: `/clients/${A}/webhooks`,
+      body: { url: `https://${uniq("authz")}.example.com/hook`, events: ["lead.created"] },
+      status: 201,
+      verify: (reply) => {
+        assert.equal(reply.body.client_id, A);
+        assert.match(reply.body.secret, /^whsec_/);
+      },
+    }),
+  },
+
+  "GET /clients/{clientId}/webhooks": {
+    other_client: () => [
+      {
+        label: "B's owner lists A's webhook endpoints",
+        token: t.b_owner,
+        path: `/clients/${A}/webhooks`,
+        status: 404,
+        code: "client_not_found",
+      },
+      {
+        label: "B's owner lists B's endpoints: 200 without A's",
+        token: t.b_owner,
+        path: `/clients/${B}/webhooks`,
+        status: 200,
+        verify: (reply) => {
+          assert.ok(ids(reply).includes(hooks.b));
+          assert.ok(!ids(reply).includes(hooks.a), "A's endpoint leaks into B's list");
+        },
+      },
+    ],
+    outside_hierarchy: "webhook endpoints are client-wide integrations, not rows of the reporting hierarchy",
+    no_permission: () => [
+      {
+        label: "A's manager (no webhooks.manage) lists the endpoints",
+        token: t.manager,
+        path: `/clients/${A}/webhooks`,
+        status: 403,
+        code: "permission_denied",
+      },
+      {
+        label: "A's viewer lists the endpoints",
+        token: t.viewer,
+        path: `/clients/${A}/webhooks`,
+        status: 403,
+        code: "permission_denied",
+      },
+    ],
+    allowed: () => ({
+      label: "A's admin lists A's endpoints, without any secret",
+      token: t.admin,
+      path: `/clients/${A}/webhooks`,
+      status: 200,
+      verify: (reply) => {
+        assert.ok(ids(reply).includes(hooks.a) && !ids(reply).includes(hooks.b));
+        assert.ok(reply.body.data.every((endpoint: object) => !("secret" in endpoint)));
+      },
+    }),
+  },
+
+  "GET /clients/{clientId}/webhooks/{endpointId}": {
+    other_client: () => [
+      {
+        label: "B's owner reads A's endpoint through client A's path",
+        token: t.b_owner,
+        path: `/clients/${A}/webhooks/${hooks.a}`,
+        status: 404,
+        code: "client_not_found",
+      },
+      {
+        label: "B's owner reads A's endpoint through client B's path",
+        token: t.b_owner,
+        path: `/clients/${B}/webhooks/${hooks.a}`,
+        status: 404,
+        code: "webhook_endpoint_not_found",
+      },
+    ],
+    outside_hierarchy: "webhook endpoints are client-wide integrations, not rows of the reporting hierarchy",
+    no_permission: () => [
+      {
+        label: "A's manager (no webhooks.manage) reads an endpoint",
+        token: t.manager,
+        path: `/clients/${A}/webhooks/${hooks.a}`,
+        status: 403,
+        code: "permission_denied",
+      },
+      {
+        label: "A's viewer reads an endpoint",
+        token: t.viewer,
+        path: `/clients/${A}/webhooks/${hooks.a}`,
+        status: 403,
+        code: "permission_denied",
+      },
+    ],
+    allowed: () => ({
+      label: "A's admin reads A's endpoint",
+      token: t.admin,
+      path: `/clients/${A}/webhooks/${hooks.a}`,
+      status: 200,
+      verify: (reply) => assert.equal(reply.body.id, hooks.a),
+    }),
+  },
+
+  "PATCH /clients/{clientId}/webhooks/{endpointId}": {
+    other_client: async () => {
+      const id = await newEndpoint(A);
+      const intact = await endpointUnchanged(id);
+      return [
+        {
+          label: "B's owner changes A's endpoint through client A's path",
+          token: t.b_owner,
+          path: `/clients/${A}/webhooks/${id}`,
+          body: { description: "Hijacked", enabled: false },
+          status: 404,
+          code: "client_not_found",
+          intact,
+        },
+        {
+          label: "B's owner changes A's endpoint through client B's path",
+          token: t.b_owner,
+          path: `/clients/${B}/webhooks/${id}`,
+          body: { description: "Hijacked", enabled: false },
+          status: 404,
+          code: "webhook_endpoint_not_found",
+          intact,
+        },
+      ];
+    },
+    outside_hierarchy: "webhook endpoints are client-wide integrations, not rows of the reporting hierarchy",
+    no_permission: async () => {
+      const id = await newEndpoint(A);
+      const intact = await endpointUnchanged(id);
+      return [
+        {
+          label: "A's manager (no webhooks.manage) changes an endpoint",
+          token: t.manager,
+          path: `/clients/${A}/webhooks/${id}`,
+          body: { enabled: false },
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+        {
+          label: "A's viewer changes an endpoint",
+          token: t.viewer,
+          path: `/clients/${A}/webhooks/${id}`,
+          body: { enabled: false },
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+      ];
+    },
+    allowed: async () => {
+      const id = await newEndpoint(A);
+      return {
+        label: "A's admin changes a fresh endpoint's description",
+        token: t.admin,
+        path: `/clients/${A}/webhooks/${id}`,
+        body: { description: "Changed" },
+        status: 200,
+        verify: async (reply) => {
+          assert.equal(reply.body.description, "Changed");
+          assert.equal((await endpointState(id)).description, "Changed");
+        },
+      };
+    },
+  },
+
+  "DELETE /clients/{clientId}/webhooks/{endpointId}": {
+    other_client: async () => {
+      const id = await newEndpoint(A);
+      const intact = await endpointUnchanged(id);
+      return [
+        {
+          label: "B's owner deletes A's endpoint through client A's path",
+          token: t.b_owner,
+          path: `/clients/${A}/webhooks/${id}`,
+          status: 404,
+          code: "client_not_found",
+          intact,
+        },
+        {
+          label: "B's owner deletes A's endpoint through client B's path",
+          token: t.b_owner,
+          path: `/clients/${B}/webhooks/${id}`,
+          status: 404,
+          code: "webhook_endpoint_not_found",
+          intact,
+        },
+      ];
+    },
+    outside_hierarchy: "webhook endpoints are client-wide integrations, not rows of the reporting hierarchy",
+    no_permission: async () => {
+      const id = await newEndpoint(A);
+      const intact = await endpointUnchanged(id);
+      return [
+        {
+          label: "A's manager (no webhooks.manage) deletes an endpoint",
+          token: t.manager,
+          path: `/clients/${A}/webhooks/${id}`,
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+        {
+          label: "A's viewer deletes an endpoint",
+          token: t.viewer,
+          path: `/clients/${A}/webhooks/${id}`,
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+      ];
+    },
+    allowed: async () => {
+      const id = await newEndpoint(A);
+      return {
+        label: "A's admin deletes a fresh endpoint",
+        token: t.admin,
+        path: `/clients/${A}/webhooks/${id}`,
+        status: 204,
+        verify: async () => assert.equal(await endpointState(id), undefined),
+      };
+    },
+  },
+
+  "POST /clients/{clientId}/webhooks/{endpointId}/rotate-secret": {
+    other_client: async () => {
+      const id = await newEndpoint(A);
+      const intact = await endpointUnchanged(id);
+      return [
+        {
+          label: "B's owner rotates A's endpoint secret through client A's path",
+          token: t.b_owner,
+          path: `/clients/${A}/webhooks/${id}/rotate-secret`,
+          status: 404,
+          code: "client_not_found",
+          intact,
+        },
+        {
+          label: "B's owner rotates A's endpoint secret through client B's path",
+          token: t.b_owner,
+          path: `/clients/${B}/webhooks/${id}/rotate-secret`,
+          status: 404,
+          code: "webhook_endpoint_not_found",
+          intact,
+        },
+      ];
+    },
+    outside_hierarchy: "webhook endpoints are client-wide integrations, not rows of the reporting hierarchy",
+    no_permission: async () => {
+      const id = await newEndpoint(A);
+      const intact = await endpointUnchanged(id);
+      return [
+        {
+          label: "A's manager (no webhooks.manage) rotates an endpoint secret",
+          token: t.manager,
+          path: `/clients/${A}/webhooks/${id}/rotate-secret`,
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+        {
+          label: "A's viewer rotates an endpoint secret",
+          token: t.viewer,
+          path: `/clients/${A}/webhooks/${id}/rotate-secret`,
+          status: 403,
+          code: "permission_denied",
+          intact,
+        },
+      ];
+    },
+    allowed: async () => {
+      const id = await newEndpoint(A);
+      const before = (await endpointState(id)).sealed;
+      return {
+        label: "A's admin rotates a fresh endpoint's secret",
+        token: t.admin,
+        path: `/clients/${A}/webhooks/${id}/rotate-secret`,
+        status: 200,
+        verify: async (reply) => {
+          assert.match(reply.body.secret, /^whsec_/);
+          assert.notEqual((await endpointState(id)).sealed, before, "a new sealed secret is stored");
+        },
+      };
+    },
+  },
+
+  "GET /clients/{clientId}/webhooks/{endpointId}/deliveries": {
+    other_client: () => [
+      {
+        label: "B's owner reads A's delivery log through client A's path",
+        token: t.b_owner,
+        path: `/clients/${A}/webhooks/${hooks.a}/deliveries`,
+        status: 404,
+        code: "client_not_found",
+      },
+      {
+        label: "B's owner reads A's delivery log through client B's path",
+        token: t.b_owner,
+        path: `/clients/${B}/webhooks/${hooks.a}/deliveries`,
+        status: 404,
+        code: "webhook_endpoint_not_found",
+      },
+    ],
+    outside_hierarchy: "webhook endpoints are client-wide integrations, not rows of the reporting hierarchy",
+    no_permission: () => [
+      {
+        label: "A's manager (no webhooks.manage) reads the delivery log",
+        token: t.manager,
+        path: `/clients/${A}/webhooks/${hooks.a}/deliveries`,
+        status: 403,
+        code: "permission_denied",
+      },
+      {
+        label: "A's viewer reads the delivery log",
+        token: t.viewer,
+        path: `/clients/${A}/webhooks/${hooks.a}/deliveries`,
+        status: 403,
+        code: "permission_denied",
+      },
+    ],
+    allowed: () => ({
+      label: "A's admin reads A's delivery log",
+      token: t.admin,
+      path: `/clients/${A}/webhooks/${hooks.a}/deliveries`,
+      status: 200,
+      verify: (reply) =>
+        assert.ok(reply.body.data.some((d: { job_id: number }) => d.job_id === deliveries.a)),
+    }),
+  },
+
+  "POST /clients/{clientId}/webhooks/{endpointId}/deliveries/{jobId}/replay": {
+    other_client: async () => {
+      const job = await newDelivery(hooks.a);
+      return [
+        {
+          label: "B's owner replays A's delivery through client A's path",
+          token: t.b_owner,
+          path: `/clients/${A}/webhooks/${hooks.a}/deliveries/${job}/replay`,
+          status: 404,
+          code: "client_not_found",
+          intact: noReplay(job),
+        },
+        {
+          label: "B's owner replays A's delivery job through B's own endpoint",
+          token: t.b_owner,
+          path: `/clients/${B}/webhooks/${hooks.b}/deliveries/${job}/replay`,
+          status: 404,
+          code: "webhook_delivery_not_found",
+          intact: noReplay(job),
+        },
+      ];
+    },
+    outside_hierarchy: "webhook endpoints are client-wide integrations, not rows of the reporting hierarchy",
+    no_permission: async () => {
+      const job = await newDelivery(hooks.a);
+      return [
+        {
+          label: "A's manager (no webhooks.manage) replays a delivery",
+          token: t.manager,
+          path: `/clients/${A}/webhooks/${hooks.a}/deliveries/${job}/replay`,
+          status: 403,
+          code: "permission_denied",
+          intact: noReplay(job),
+        },
+        {
+          label: "A's viewer replays a delivery",
+          token: t.viewer,
+          path: `/clients/${A}/webhooks/${hooks.a}/deliveries/${job}/replay`,
+          status: 403,
+          code: "permission_denied",
+          intact: noReplay(job),
+        },
+      ];
+    },
+    allowed: async () => {
+      const job = await newDelivery(hooks.a);
+      return {
+        label: "A's admin replays a fresh delivery",
+        token: t.admin,
+        path: `/clients/${A}/webhooks/${hooks.a}/deliveries/${job}/replay`,
+        status: 202,
+        verify: async (reply) => {
+          assert.ok(reply.body.job_id > job);
+          assert.equal(await replaysOf(job), 1);
         },
       };
     },

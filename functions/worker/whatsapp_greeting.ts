@@ -1,0 +1,246 @@
+/**
+ * The `whatsapp.greeting` job (enqueued by app.dispatch_events for lead.created when the client switched the
+ * whatsapp_greeting automation on): greets the new lead on WhatsApp with the client's number.
+ *
+ * - Free-form text (settings.greeting_text) only inside the 24-hour customer-service window (an inbound
+ *   message from the lead within 24 hours); otherwise, or when Meta answers 131047, the approved template.
+ * - Every outbound message is recorded in public.lead_messages as `queued` BEFORE it is sent, under an id
+ *   derived from the job and the message kind, so a retried job finds the same row: once it says `sent`,
+ *   nothing is sent again. A message Meta refused is recorded `failed` with Meta's error, never `sent`.
+ *   What remains is the gap between Meta accepting a message and the `sent` update (a crash there resends
+ *   on retry): the Cloud API takes no idempotency key, so that gap cannot be closed from this side.
+ * - A token Meta refuses (190) marks the integration broken, pauses only this client's WhatsApp jobs and
+ *   tells the owners; 131026 (not on WhatsApp) flags the lead and finishes; rate limits retry later.
+ */
+import { loadIntegration } from "../_shared/integrations/credentials.ts";
+import { createGraphClient, GraphApiError, type GraphClient } from "../_shared/integrations/graph.ts";
+import type { Sql } from "../_shared/db.ts";
+import type { Job } from "./queue.ts";
+import { type JobContext, JobError } from "./worker.ts";
+
+interface WhatsAppSettings {
+  phone_number_id?: string;
+  template_name?: string;
+  template_language?: string;
+  greeting_text?: string;
+  /** Lead fields filling the template's body placeholders {{1}}, {{2}}, ... in order (optional). */
+  template_parameters?: string[];
+}
+
+interface GreetingLead {
+  id: string;
+  client_id: string;
+  full_name: string | null;
+  email: string | null;
+  phone: string | null;
+  custom: Record<string, unknown>;
+  in_window: boolean;
+}
+
+type MessageKind = "text" | "template";
+
+interface MessageRow {
+  id: string;
+  kind: MessageKind;
+  status: string;
+  provider_message_id: string | null;
+}
+
+/** A stable UUID from a string (SHA-256, shaped as version 8), so a retried job addresses the same row. */
+export async function stableUuid(name: string): Promise<string> {
+  const bytes = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(name)))
+    .slice(0, 16);
+  bytes[6] = (bytes[6] & 0x0f) | 0x80;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/** The Graph error as stored in lead_messages.error and job results. */
+function errorRecord(error: GraphApiError) {
+  return {
+    code: error.code,
+    subcode: error.subcode,
+    action: error.action,
+    message: error.message,
+    details: error.details,
+    fbtrace_id: error.fbtraceId,
+  };
+}
+
+/**
+ * Marks a client's WhatsApp integration broken, pauses its WhatsApp jobs and, when it was not broken
+ * already, notifies the owners and admins (one statement, so concurrent jobs notify once).
+ */
+export async function markWhatsAppBroken(sql: Sql, clientId: string, detail: string): Promise<void> {
+  await sql`
+    with before as (
+      select i.status from public.integrations i where i.client_id = ${clientId} and i.kind = 'whatsapp'
+    ), broken as (
+      update public.integrations i set status = 'broken', status_detail = ${detail}, checked_at = now()
+      where i.client_id = ${clientId} and i.kind = 'whatsapp'
+      returning i.client_id
+    ), paused as (
+      insert into app.job_pauses (client_id, kind_pattern, reason)
+      select b.client_id, 'whatsapp.greeting', ${`WhatsApp token refused: ${detail}`} from broken b
+      on conflict (client_id, kind_pattern) do update set reason = excluded.reason
+    )
+    select app.notify_admins_once(${clientId}, 'integration.broken', 'whatsapp:broken',
+      'WhatsApp disconnected',
+      ${`WhatsApp messages cannot be sent: ${detail}. Reconnect WhatsApp; waiting greetings are sent then.`},
+      jsonb_build_object('integration', 'whatsapp'), interval '10 minutes')
+    from broken b, before o
+    where o.status <> 'broken'`;
+}
+
+function sendTo(
+  graph: GraphClient,
+  settings: WhatsAppSettings,
+  token: string,
+  lead: GreetingLead,
+  kind: MessageKind,
+) {
+  if (kind === "text") {
+    return graph.sendWhatsAppText({
+      phoneNumberId: settings.phone_number_id!,
+      accessToken: token,
+      to: lead.phone!,
+      body: settings.greeting_text!,
+    });
+  }
+  const parameters = (settings.template_parameters ?? []).map((field) => {
+    const value = field.startsWith("custom.")
+      ? lead.custom[field.slice(7)]
+      : lead[field as keyof GreetingLead];
+    return {
+      type: "text",
+      text: value === null || value === undefined || value === "" ? "-" : String(value),
+    };
+  });
+  return graph.sendWhatsAppTemplate({
+    phoneNumberId: settings.phone_number_id!,
+    accessToken: token,
+    to: lead.phone!,
+    templateName: settings.template_name!,
+    languageCode: settings.template_language || "en_US",
+    components: parameters.length ? [{ type: "body", parameters }] : undefined,
+  });
+}
+
+export async function sendWhatsAppGreeting(job: Job, { sql, config }: JobContext): Promise<unknown> {
+  const leadId = String(job.payload.lead_id ?? "");
+  const [lead] = await sql<GreetingLead[]>`
+    select l.id, l.client_id, l.full_name, l.email, l.phone, l.custom,
+      exists (
+        select 1 from public.lead_messages m
+        where m.lead_id = l.id and m.direction = 'inbound' and m.created_at > now() - interval '24 hours'
+      ) as in_window
+    from public.leads l
+    where l.id = ${leadId}::uuid and l.client_id = ${job.client_id}`;
+  if (!lead) return { skipped: "lead_not_found" };
+  const integration = await loadIntegration(sql, config, job.client_id, "whatsapp");
+  if (!integration) return { skipped: "integration_missing" };
+  if (!integration.enabled) return { skipped: "integration_disabled" };
+  if (!lead.phone) return { skipped: "no_phone" };
+  if (lead.custom?.whatsapp_unreachable === true) return { skipped: "recipient_unreachable" };
+  const settings = integration.settings as WhatsAppSettings;
+  if (!integration.secret || !settings.phone_number_id) {
+    throw new JobError(
+      "The WhatsApp integration has no access token or phone number id; reconnect WhatsApp",
+      {
+        code: "whatsapp_not_configured",
+        permanent: true,
+      },
+    );
+  }
+
+  // A retry picks up where the last attempt stopped: a message already sent is never sent again.
+  const messageIds = {
+    text: await stableUuid(`${job.idempotency_key}:greeting:text`),
+    template: await stableUuid(`${job.idempotency_key}:greeting:template`),
+  };
+  const previous = await sql<MessageRow[]>`
+    select id, kind, status, provider_message_id from public.lead_messages
+    where id in (${messageIds.text}::uuid, ${messageIds.template}::uuid)`;
+  const delivered = previous.find((m) => m.status !== "queued" && m.status !== "failed");
+  if (delivered) {
+    return {
+      message_id: delivered.id,
+      kind: delivered.kind,
+      provider_message_id: delivered.provider_message_id,
+    };
+  }
+  const textRefused = previous.some((m) => m.kind === "text" && m.status === "failed");
+  const canText = lead.in_window && !!settings.greeting_text && !textRefused;
+  let kind: MessageKind = canText ? "text" : "template";
+  if (kind === "template" && !settings.template_name) {
+    throw new JobError(
+      "The WhatsApp integration has no template_name, and the lead is outside the 24-hour window in which " +
+        "free-form text may be sent",
+      { code: "whatsapp_no_template", permanent: true },
+    );
+  }
+
+  const graph = createGraphClient({ baseUrl: config.urls.graph_api });
+  for (;;) {
+    const messageId = messageIds[kind];
+    await sql`
+      insert into public.lead_messages (id, client_id, lead_id, direction, status, kind, body, template_name)
+      values (${messageId}, ${lead.client_id}, ${lead.id}, 'outbound', 'queued', ${kind},
+        ${kind === "text" ? settings.greeting_text! : null}, ${
+      kind === "template" ? settings.template_name! : null
+    })
+      on conflict (id) do nothing`;
+    try {
+      const sent = await sendTo(graph, settings, integration.secret, lead, kind);
+      await sql`
+        update public.lead_messages set status = 'sent', provider_message_id = ${sent.messageId}, error = null
+        where id = ${messageId} and status = 'queued'`;
+      return { message_id: messageId, kind, provider_message_id: sent.messageId };
+    } catch (error) {
+      if (!(error instanceof GraphApiError)) throw error;
+      const detail = errorRecord(error);
+      if (error.action === "retry_later") {
+        // Not refused: the message stays queued (with the reason) and the job tries again later.
+        await sql`update public.lead_messages set error = ${sql.json(detail)} where id = ${messageId}`;
+        throw new JobError(`WhatsApp asked to retry later: ${error.message}`, {
+          code: "whatsapp_retry_later",
+        });
+      }
+      await sql`
+        update public.lead_messages set status = 'failed', error = ${sql.json(detail)}
+        where id = ${messageId} and status = 'queued'`;
+      if (error.action === "template_required" && kind === "text" && settings.template_name) {
+        kind = "template";
+        continue;
+      }
+      if (error.action === "recipient_unreachable") {
+        await sql.begin(async (tx) => {
+          await tx`
+            update public.leads set custom = custom || '{"whatsapp_unreachable": true}'::jsonb
+            where id = ${lead.id} and client_id = ${lead.client_id}`;
+          await tx`
+            insert into public.lead_activities (client_id, lead_id, kind, data)
+            values (${lead.client_id}, ${lead.id}, 'whatsapp_unreachable',
+              ${tx.json({ message_id: messageId, phone: lead.phone, error: detail })})`;
+        });
+        return { message_id: messageId, kind, outcome: "recipient_unreachable", error: detail };
+      }
+      if (error.action === "token_invalid") {
+        await markWhatsAppBroken(sql, job.client_id, error.message);
+        throw new JobError(
+          `WhatsApp refused the access token (${error.message}); the client's WhatsApp jobs are paused until ` +
+            "WhatsApp is reconnected",
+          { code: "whatsapp_token_invalid", permanent: true },
+        );
+      }
+      throw new JobError(
+        `WhatsApp refused the greeting: ${error.message}${error.details ? ` (${error.details})` : ""}`,
+        {
+          code: "whatsapp_refused",
+          permanent: true,
+        },
+      );
+    }
+  }
+}
