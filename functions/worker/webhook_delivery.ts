@@ -144,6 +144,7 @@ export async function deliverWebhook(job: Job, { sql, config }: JobContext): Pro
       where id = ${target.id}
       returning enabled and failing_since <= now() - make_interval(hours => ${hours}) as overdue`;
     if (!health?.overdue) return;
+    endpoints.delete(target.id);
     await sql.begin(async (tx) => {
       const disabled = await tx`
         update public.webhook_endpoints set enabled = false,

@@ -180,18 +180,19 @@ export function createWorker(
   }
 
   /**
-   * One round: record finished jobs, claim into free slots and, at most every dispatch interval, turn new
-   * events into jobs, all at once (on separate connections) so a busy worker never waits for its
-   * bookkeeping before claiming. Jobs made this round are claimed by the next.
+   * One round: record finished jobs, then claim into free slots while (at most every dispatch interval)
+   * new events become jobs on another connection, so a busy worker never waits for that bookkeeping before
+   * claiming. Jobs made this round are claimed by the next.
    */
   async function round(claimLimit: number): Promise<{ claimed: number; produced: number }> {
     const housekeepingDue = performance.now() - housekeptAt >= config.queue.dispatch_interval_ms;
     const free = Math.min(config.queue.concurrency - inFlight.size, claimLimit);
     const clients = typeof options.clients === "function" ? options.clients() : options.clients ?? null;
+    // Completions first: they free the client's running slots that the claim counts against its cap.
+    await flushCompletions();
     const [produced, jobs] = await Promise.all([
       housekeepingDue ? housekeeping() : 0,
       free > 0 ? claimJobs(sql, config, id, free, kinds, clients) : [],
-      flushCompletions(),
     ]);
     stats.claimed += jobs.length;
     for (const job of jobs) inFlight.set(job.id, run(job));
