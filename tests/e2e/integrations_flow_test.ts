@@ -27,7 +27,7 @@ import {
   testDatabaseUrl,
   uniq,
 } from "../_helpers.ts";
-import { graphErrors, startGraphEmulator } from "../emulators/graph.ts";
+import { deliver, graphErrors, leadgenChange, startGraphEmulator } from "../emulators/graph.ts";
 import { quotaExceeded, startGoogleEmulator } from "../emulators/google.ts";
 
 const graph = await startGraphEmulator();
@@ -320,6 +320,69 @@ test("integrations flow: an ingested lead is greeted on WhatsApp, appended to th
     1,
     "a replayed greeting job does not send again",
   );
+});
+
+test("integrations flow: a Meta leadgen delivered 3 times in a row and 5 at once makes one lead, greeting and row", async () => {
+  const t = await tenant("meta");
+  await enableAutomations(t.clientId, ["whatsapp_greeting", "sheets_append"]);
+  const phone = await connectWhatsApp(t.clientId);
+  const { spreadsheetId } = await connectSheets(t.clientId);
+  const { page, form } = await connectPage(t.clientId);
+  const [product] = await db()<{ id: string }[]>`
+    with i as (insert into public.industries (name) values (${uniq("Industry")}) returning id),
+    c as (insert into public.categories (industry_id, name) select id, 'Loans' from i returning id),
+    p as (insert into public.products (category_id, name) select id, 'Home loan' from c returning id)
+    insert into public.client_products (client_id, product_id) select ${t.clientId}, id from p returning product_id as id`;
+  await db()`update public.meta_forms set product_id = ${product.id} where form_id = ${form.id}`;
+  const leadPhone = newPhone();
+  const lead = graph.addLead(form.id, {
+    fieldData: [
+      { name: "full_name", values: ["Zoë Ångström"] },
+      { name: "email", values: [`${uniq("meta")}@example.com`] },
+      { name: "phone_number", values: [leadPhone] },
+      { name: "budget", values: ["9000"] },
+    ],
+  });
+  const delivery = leadgenChange({ pageId: page.id, formId: form.id, leadgenId: lead.id });
+  const send = async () => {
+    const reply = await deliver(`${stack.url}/functions/v1/webhooks/meta`, delivery, {
+      appSecret: graph.appSecret,
+    });
+    assert.equal(reply.status, 200, await reply.text());
+  };
+  for (let i = 0; i < 3; i++) await send();
+  await Promise.all(Array.from({ length: 5 }, send));
+
+  const stored = await until("the lead from Meta", async () => {
+    const rows = await db()<
+      { id: string; full_name: string; product_id: string; owner_membership_id: string }[]
+    >`
+      select id, full_name, product_id, owner_membership_id from public.leads
+      where client_id = ${t.clientId} and source = 'meta' and external_ref = ${lead.id}`;
+    return rows.length ? rows : undefined;
+  });
+  assert.equal(stored.length, 1, "eight deliveries of one leadgen make one lead");
+  assert.equal(stored[0].full_name, "Zoë Ångström", "mapped fields, non-ASCII intact");
+  assert.equal(stored[0].product_id, product.id, "the form's product");
+  assert.ok(stored[0].owner_membership_id, "assigned by the round robin");
+  const leadId = stored[0].id;
+  await until("the greeting", async () => (await messagesOf(leadId)).some((m) => m.status === "sent"));
+  await until("the sheet row", () => rowsWithLead(spreadsheetId, leadId).length > 0);
+  await until("the owner's notification", async () => {
+    const [row] =
+      await db()`select 1 from public.notifications where lead_id = ${leadId} and user_id = ${t.ownerId}`;
+    return row;
+  });
+  // One more drain round so that any duplicate would have had its chance.
+  await drain();
+  assert.equal(
+    graph.state.messages.filter((m) => m.phoneNumberId === phone.id && m.waId === digits(leadPhone)).length,
+    1,
+    "one greeting reached WhatsApp",
+  );
+  assert.equal(rowsWithLead(spreadsheetId, leadId).length, 1, "one row in the sheet");
+  const fetches = await jobsOf(t.clientId, "meta.fetch_lead");
+  assert.equal(fetches.length, 1, "one fetch job for the eight deliveries");
 });
 
 test("sheets.append: two 429s then success append exactly one row, and leads are batched", async () => {
