@@ -145,16 +145,18 @@ async function generateHierarchy(sql: Sql) {
  * The leads, in chunks of one INSERT ... SELECT each, spread evenly over the agents, created_at scattered
  * over the past year. The row-level BEFORE INSERT triggers (deduplication and assignment, the owner guard)
  * are off meanwhile: every owner is explicit and every email and phone unique. The statement-level AFTER
- * INSERT trigger stays on, so app.lead_viewers is built exactly as in production. Returns the triggers it
- * switched off.
+ * INSERT trigger of the visibility index stays on, so app.lead_viewers is built exactly as in production.
+ * Returns the triggers it switched off.
  */
 async function generateLeads(sql: Sql, total: number, chunk: number): Promise<string[]> {
   const agents = LEVELS.at(-1)!.size;
   const step = 31_536_000 / total;
-  // tgtype bits: 1 row-level, 2 before, 4 insert.
+  // tgtype bits: 1 row-level, 2 before, 4 insert. The outbox trigger is off too: generated leads are not
+  // events (a million of them would keep section D's workers dispatching for minutes).
   const triggers = (await sql<{ name: string }[]>`
     select tgname as name from pg_trigger
-    where tgrelid = 'public.leads'::regclass and not tgisinternal and tgenabled <> 'D' and tgtype & 7 = 7
+    where tgrelid = 'public.leads'::regclass and not tgisinternal and tgenabled <> 'D'
+      and (tgtype & 7 = 7 or tgname = 'on_leads_inserted_outbox')
     order by tgname`).map((row) => row.name);
   for (const name of triggers) await sql`alter table public.leads disable trigger ${sql(name)}`;
   try {
