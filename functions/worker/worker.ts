@@ -80,6 +80,7 @@ export function createWorker(
   const finished: Array<{ id: number; attempt: number; result: unknown }> = [];
   const stats = emptyStats();
   let wake: (() => void) | undefined;
+  let nudged = false;
   let loop: Promise<void> | undefined;
   let stopping = false;
   // Periodic jobs are enqueued at most once a minute per worker (their keys make every worker agree).
@@ -91,11 +92,19 @@ export function createWorker(
   }
 
   function nudge() {
-    wake?.();
+    if (wake) wake();
+    else nudged = true;
   }
 
-  /** Waits for a nudge, a finished job or the timeout, whichever comes first. */
+  /**
+   * Waits for a nudge, a finished job or the timeout, whichever comes first. A nudge that came while the
+   * loop was busy (no one waiting) is kept, so it is not lost and the next pause returns at once.
+   */
   function pause(ms: number): Promise<void> {
+    if (nudged) {
+      nudged = false;
+      return Promise.resolve();
+    }
     return new Promise((resolve) => {
       const timer = setTimeout(done, ms);
       function done() {

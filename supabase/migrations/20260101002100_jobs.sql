@@ -100,6 +100,10 @@ create function app.claim_jobs(
 returns setof app.jobs
 language plpgsql
 set search_path = ''
+-- Measured on a 40,000-job queue: PL/pgSQL's generic plan (chosen after five calls) takes ~27 ms a claim
+-- against ~2 ms for a plan made with the call's values, and JIT compilation adds ~20 ms; both are off.
+set plan_cache_mode = force_custom_plan
+set jit = off
 as $$
 begin
   update app.jobs j set
@@ -158,6 +162,7 @@ $$;
 create function app.complete_jobs(p_worker text, p_jobs jsonb) returns setof bigint
 language sql
 set search_path = ''
+set jit = off
 as $$
   update app.jobs j set status = 'succeeded', result = d.result, finished_at = now(), locked_by = null,
     locked_until = null
@@ -178,6 +183,7 @@ create function app.fail_job(
 ) returns text
 language sql
 set search_path = ''
+set jit = off
 as $$
   update app.jobs j set
     status = case when p_permanent or j.attempts >= j.max_attempts then 'dead' else 'queued' end,

@@ -105,6 +105,7 @@ $$;
 create function app._dispatch_outbox(p_limit int, p_max_attempts int, p_ids bigint[]) returns int
 language plpgsql
 set search_path = ''
+set jit = off
 as $$
 declare
   v_count int;
@@ -193,6 +194,7 @@ $$;
 create function app.dispatch_events(p_limit int, p_max_attempts int) returns int
 language plpgsql
 set search_path = ''
+set jit = off
 as $$
 declare
   v_count int := 0;

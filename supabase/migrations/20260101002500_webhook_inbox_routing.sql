@@ -30,6 +30,7 @@ create index integrations_whatsapp_phone_number_id_idx on public.integrations ((
 create function app.route_webhook_inbox(p_limit int, p_max_attempts int) returns int
 language plpgsql
 set search_path = ''
+set jit = off
 as $$
 declare
   v_row record;
