@@ -6,8 +6,9 @@
  * for every other source, and the outbox trigger announces it. external_ref is the leadgen id, unique per
  * client and source, so a repeated job (a lost lease, an admin's replay) finds the lead it stored before.
  *
- * A page token Meta no longer accepts marks the page broken, tells the client's owners once, and kills the
- * job with a readable error (an admin replays it after reconnecting the page); rate limits and outages retry.
+ * A page token Meta no longer accepts marks the page broken, tells the client's owners and admins once, and
+ * kills the job with a readable error (an admin replays it after reconnecting the page); rate limits and
+ * outages retry.
  */
 import { loadPageToken } from "../_shared/integrations/credentials.ts";
 import {
@@ -55,7 +56,7 @@ export function leadFromGraph(lead: GraphLead): {
 }
 
 /**
- * Marks the page broken and notifies the client's owners, once: while the page stays broken, the next
+ * Marks the page broken and notifies the client's owners and admins, once: while the page stays broken, the next
  * failing jobs find no row to change (a concurrent one re-checks the condition after waiting) and stay quiet.
  */
 async function markPageBroken(
@@ -70,10 +71,11 @@ async function markPageBroken(
       where p.page_id = ${pageId} and p.client_id = ${clientId} and p.status <> 'broken'
       returning p.page_id, p.name
     )
-    select app.notify_owners(${clientId}, 'integration.broken', 'Facebook page disconnected',
+    select app.notify_admins_once(${clientId}, 'integration.broken', 'meta-page:' || b.page_id || ':broken',
+      'Facebook page disconnected',
       format('Leads from page %s cannot be fetched: %s. Reconnect the page to receive its leads again.',
         coalesce(nullif(b.name, ''), b.page_id), ${detail}::text),
-      jsonb_build_object('integration', 'meta_page', 'page_id', b.page_id))
+      jsonb_build_object('integration', 'meta_page', 'page_id', b.page_id), interval '10 minutes')
     from broken b`;
 }
 

@@ -9,7 +9,7 @@
  *   nothing is sent again. A message Meta refused is recorded `failed` with Meta's error, never `sent`.
  *   What remains is the gap between Meta accepting a message and the `sent` update (a crash there resends
  *   on retry): the Cloud API takes no idempotency key, so that gap cannot be closed from this side.
- * - A token Meta refuses (190) marks the integration broken, pauses only this client's WhatsApp jobs and
+ * - A token Meta refuses (190) marks the integration broken, pauses only this client's greetings and
  *   tells the owners; 131026 (not on WhatsApp) flags the lead and finishes; rate limits retry later.
  */
 import { loadIntegration } from "../_shared/integrations/credentials.ts";
@@ -69,7 +69,7 @@ function errorRecord(error: GraphApiError) {
 }
 
 /**
- * Marks a client's WhatsApp integration broken, pauses its WhatsApp jobs and, when it was not broken
+ * Marks a client's WhatsApp integration broken, pauses its greetings and, when it was not broken
  * already, notifies the owners and admins (one statement, so concurrent jobs notify once).
  */
 export async function markWhatsAppBroken(sql: Sql, clientId: string, detail: string): Promise<void> {
@@ -229,7 +229,7 @@ export async function sendWhatsAppGreeting(job: Job, { sql, config }: JobContext
       if (error.action === "token_invalid") {
         await markWhatsAppBroken(sql, job.client_id, error.message);
         throw new JobError(
-          `WhatsApp refused the access token (${error.message}); the client's WhatsApp jobs are paused until ` +
+          `WhatsApp refused the access token (${error.message}); the client's greetings are paused until ` +
             "WhatsApp is reconnected",
           { code: "whatsapp_token_invalid", permanent: true },
         );

@@ -416,10 +416,11 @@ test("meta.fetch_lead with an expired page token flags the page, kills the job r
     select user_id, title from public.notifications
     where client_id = ${team.clientId} and kind = 'integration.broken'`;
   assert.deepEqual(
-    notified.map((n) => n.user_id),
-    [team.users.owner.id],
-    "WH-62: the client's owner is notified once",
+    new Set(notified.map((n) => n.user_id)),
+    new Set([team.users.owner.id, team.users.admin.id]),
+    "WH-62: the client's owner and admin are notified",
   );
+  assert.equal(notified.length, 2, "WH-62: once each");
   assert.equal((await leadsOf(team.clientId)).length, 0, "WH-63: no lead without its data");
 });
 
