@@ -80,17 +80,36 @@ begin
 end
 $$;
 
--- Notifies the owners of a client (their membership's role key is "owner"), e.g. of a disabled endpoint.
-create function app.notify_owners(p_client_id text, p_kind text, p_title text, p_body text, p_data jsonb)
-returns int
+-- Notifies a client's owners and admins unless they were told the same thing (kind and data.key) within
+-- p_interval: a credential expiring in a few days is announced once a day, not on every hourly check; a
+-- broken integration or a disabled webhook endpoint once, however many jobs notice it.
+create function app.notify_admins_once(
+  p_client_id text,
+  p_kind text,
+  p_key text,
+  p_title text,
+  p_body text,
+  p_data jsonb,
+  p_interval interval
+) returns int
 language sql
 set search_path = ''
 as $$
-  with sent as (
+  with recipients as (
+    select m.client_id, m.user_id
+    from public.memberships m
+    join public.roles r on r.id = m.role_id
+    join public.users u on u.id = m.user_id and u.disabled_at is null
+    where m.client_id = p_client_id and r.key in ('owner', 'admin')
+      and not exists (
+        select 1 from public.notifications n
+        where n.user_id = m.user_id and n.client_id = p_client_id and n.kind = p_kind
+          and n.data ->> 'key' = p_key and n.created_at > now() - p_interval
+      )
+  ), sent as (
     insert into public.notifications (client_id, user_id, kind, title, body, data)
-    select m.client_id, m.user_id, p_kind, p_title, p_body, p_data
-    from public.memberships m join public.roles r on r.id = m.role_id
-    where m.client_id = p_client_id and r.key = 'owner'
+    select r.client_id, r.user_id, p_kind, p_title, p_body, p_data || jsonb_build_object('key', p_key)
+    from recipients r
     returning 1
   )
   select count(*)::int from sent;

@@ -24,6 +24,7 @@ import {
   SheetsApiError,
   type SheetsClient,
 } from "../_shared/integrations/sheets.ts";
+import { markIntegrationBroken } from "./integration_status.ts";
 import type { Job } from "./queue.ts";
 import { type JobContext, JobError } from "./worker.ts";
 
@@ -94,23 +95,6 @@ export async function loadSheets(
   return { key, spreadsheetId: settings.spreadsheet_id, sheet: settings.sheet || "Sheet1", columns };
 }
 
-/** Marks the Sheets integration broken and, on the change, tells the client's owners and admins. */
-export async function markSheetsBroken(sql: Sql, clientId: string, detail: string): Promise<void> {
-  await sql`
-    with before as (
-      select i.status from public.integrations i where i.client_id = ${clientId} and i.kind = 'google_sheets'
-    ), broken as (
-      update public.integrations i set status = 'broken', status_detail = ${detail}, checked_at = now()
-      where i.client_id = ${clientId} and i.kind = 'google_sheets'
-      returning i.client_id
-    )
-    select app.notify_admins_once(${clientId}, 'integration.broken', 'google_sheets:broken',
-      'Google Sheets disconnected', ${`Leads cannot be written to the sheet: ${detail}`},
-      jsonb_build_object('integration', 'google_sheets'), interval '10 minutes')
-    from broken b, before o
-    where o.status <> 'broken'`;
-}
-
 /** A Sheets failure as a job outcome: retry later for quota and outages, otherwise dead with the reason. */
 export async function sheetsJobError(sql: Sql, clientId: string, error: SheetsApiError): Promise<JobError> {
   if (error.retryable) {
@@ -124,7 +108,10 @@ export async function sheetsJobError(sql: Sql, clientId: string, error: SheetsAp
     [401, 403, 404].includes(error.status) ||
     ["invalid_grant", "invalid_key", "HEADER_MISMATCH"].includes(error.reason)
   ) {
-    await markSheetsBroken(sql, clientId, error.message);
+    await markIntegrationBroken(sql, clientId, "google_sheets", error.message, {
+      title: "Google Sheets disconnected",
+      body: `Leads cannot be written to the sheet: ${error.message}`,
+    });
   }
   return new JobError(`Google Sheets refused the request: ${error.message}`, {
     code: "sheets_refused",

@@ -3,9 +3,10 @@
  * scheme. The webhook-id is the event's ("evt_<outbox id>") on every attempt and replay, so receivers can
  * dedupe. Every attempt is logged: a failure here, a success with the job's completion (one batched write
  * instead of one per delivery); an endpoint failing without a success for `disable_after_hours` is disabled
- * and the client's owners are notified.
+ * and the client's owners and admins are notified.
  */
-import { createSecretBox } from "../_shared/integrations/secret_box.ts";
+import type { Config } from "../_shared/config.ts";
+import { secretBoxFor } from "../_shared/integrations/credentials.ts";
 import { checkTarget, signWebhook, webhookSecretContext } from "../_shared/outbound_webhooks.ts";
 import type { Sql } from "../_shared/db.ts";
 import type { Job } from "./queue.ts";
@@ -40,10 +41,10 @@ async function loadEndpoint(sql: Sql, id: string): Promise<Endpoint | undefined>
 }
 
 /** Opens a sealed secret once per sealed value (a rotated secret is a new value). */
-async function openSecret(key: string, endpointId: string, sealed: string): Promise<string> {
+async function openSecret(config: Config, endpointId: string, sealed: string): Promise<string> {
   const cached = secrets.get(sealed);
   if (cached) return cached;
-  const secret = await createSecretBox(key).open(sealed, webhookSecretContext(endpointId));
+  const secret = await secretBoxFor(config).open(sealed, webhookSecretContext(endpointId));
   if (secrets.size > 10_000) secrets.clear();
   secrets.set(sealed, secret);
   return secret;
@@ -70,7 +71,7 @@ export async function deliverWebhook(job: Job, { sql, config }: JobContext): Pro
     throw new JobError(refusal, { code: "target_forbidden", permanent: true });
   }
 
-  const secret = await openSecret(config.secrets.encryption_key, endpoint.id, endpoint.secret_sealed);
+  const secret = await openSecret(config, endpoint.id, endpoint.secret_sealed);
   const body = JSON.stringify({ type: payload.event, timestamp: payload.timestamp, data: payload.data });
   const timestamp = Math.floor(Date.now() / 1000);
   const started = performance.now();
@@ -151,10 +152,9 @@ export async function deliverWebhook(job: Job, { sql, config }: JobContext): Pro
           disabled_reason = ${`Disabled after failing for ${hours} hours without a success`}
         where id = ${target.id} and enabled returning id`;
       if (disabled.length === 0) return;
-      await tx`select app.notify_owners(${target.client_id}, 'webhook.disabled', 'Webhook endpoint disabled',
-        ${`${target.url} failed for ${hours} hours and was disabled`}, ${
-        tx.json({ endpoint_id: target.id })
-      })`;
+      await tx`select app.notify_admins_once(${target.client_id}, 'webhook.disabled', ${`webhook:${target.id}`},
+        'Webhook endpoint disabled', ${`${target.url} failed for ${hours} hours and was disabled`},
+        ${tx.json({ endpoint_id: target.id })}, interval '1 day')`;
     });
   }
 }

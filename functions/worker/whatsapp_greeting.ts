@@ -15,6 +15,7 @@
 import { loadIntegration } from "../_shared/integrations/credentials.ts";
 import { createGraphClient, GraphApiError, type GraphClient } from "../_shared/integrations/graph.ts";
 import type { Sql } from "../_shared/db.ts";
+import { markIntegrationBroken } from "./integration_status.ts";
 import type { Job } from "./queue.ts";
 import { type JobContext, JobError } from "./worker.ts";
 
@@ -68,29 +69,13 @@ function errorRecord(error: GraphApiError) {
   };
 }
 
-/**
- * Marks a client's WhatsApp integration broken, pauses its greetings and, when it was not broken
- * already, notifies the owners and admins (one statement, so concurrent jobs notify once).
- */
-export async function markWhatsAppBroken(sql: Sql, clientId: string, detail: string): Promise<void> {
-  await sql`
-    with before as (
-      select i.status from public.integrations i where i.client_id = ${clientId} and i.kind = 'whatsapp'
-    ), broken as (
-      update public.integrations i set status = 'broken', status_detail = ${detail}, checked_at = now()
-      where i.client_id = ${clientId} and i.kind = 'whatsapp'
-      returning i.client_id
-    ), paused as (
-      insert into app.job_pauses (client_id, kind_pattern, reason)
-      select b.client_id, 'whatsapp.greeting', ${`WhatsApp token refused: ${detail}`} from broken b
-      on conflict (client_id, kind_pattern) do update set reason = excluded.reason
-    )
-    select app.notify_admins_once(${clientId}, 'integration.broken', 'whatsapp:broken',
-      'WhatsApp disconnected',
-      ${`WhatsApp messages cannot be sent: ${detail}. Reconnect WhatsApp; waiting greetings are sent then.`},
-      jsonb_build_object('integration', 'whatsapp'), interval '10 minutes')
-    from broken b, before o
-    where o.status <> 'broken'`;
+/** Marks WhatsApp broken for the client, pauses its greetings and notifies its owners and admins once. */
+export function markWhatsAppBroken(sql: Sql, clientId: string, detail: string): Promise<void> {
+  return markIntegrationBroken(sql, clientId, "whatsapp", detail, {
+    title: "WhatsApp disconnected",
+    body: `WhatsApp messages cannot be sent: ${detail}. Reconnect WhatsApp; waiting greetings are sent then.`,
+    pause: "whatsapp.greeting",
+  });
 }
 
 function sendTo(

@@ -2,7 +2,7 @@ import { type RouteHandler, z } from "@hono/zod-openapi";
 import { asUser, type Tx } from "../../_shared/db.ts";
 import { ApiError, type FieldError } from "../../_shared/errors.ts";
 import { type AppEnv, decodeCursor, type Deps, encodeCursor } from "../../_shared/http.ts";
-import { createSecretBox } from "../../_shared/integrations/secret_box.ts";
+import { secretBoxFor } from "../../_shared/integrations/credentials.ts";
 import type { Config } from "../../_shared/config.ts";
 import {
   checkEndpointUrl,
@@ -49,10 +49,7 @@ async function checkEndpoint(
 /** Seals a new signing secret for an endpoint and stores it; returns the secret to show once. */
 async function newSecret(tx: Tx, config: Config, endpointId: string): Promise<string> {
   const secret = generateSigningSecret();
-  const sealed = await createSecretBox(config.secrets.encryption_key).seal(
-    secret,
-    webhookSecretContext(endpointId),
-  );
+  const sealed = await secretBoxFor(config).seal(secret, webhookSecretContext(endpointId));
   if (!await queries.storeSecret(tx, endpointId, sealed)) throw endpointNotFound(endpointId);
   return secret;
 }
