@@ -50,6 +50,7 @@ const configSchema = z.object({
     per_client_running: positiveInt,
     dispatch_batch: positiveInt,
     dispatch_interval_ms: positiveInt,
+    search_flush_interval_ms: positiveInt,
     poll_min_ms: positiveInt,
     poll_max_ms: positiveInt,
     drain_max_jobs: positiveInt,

@@ -40,6 +40,12 @@ export async function schedulePeriodicJobs(sql: Sql, config: Config): Promise<nu
   return count;
 }
 
+/** Merges the lead search index's pending entries (sql/0028); returns how many pending pages it emptied. */
+export async function flushLeadSearchIndex(sql: Sql): Promise<number> {
+  const [{ pages }] = await sql<{ pages: string }[]>`select app.flush_lead_search_index() as pages`;
+  return Number(pages);
+}
+
 /**
  * Leases up to `limit` due jobs of the given kinds (and clients, when given) to this worker; expired leases
  * of crashed workers are rescued first.

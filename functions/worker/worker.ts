@@ -13,6 +13,7 @@ import {
   completeJobs,
   dispatchEvents,
   failJob,
+  flushLeadSearchIndex,
   type Job,
   releaseJobs,
   routeWebhookInbox,
@@ -86,6 +87,7 @@ export function createWorker(
   // Periodic jobs are enqueued at most once a minute per worker (their keys make every worker agree).
   let scheduledAt = -Infinity;
   let housekeptAt = -Infinity;
+  let flushedAt = -Infinity;
 
   function emptyStats(): DrainStats {
     return { dispatched: 0, claimed: 0, succeeded: 0, retried: 0, dead: 0 };
@@ -173,8 +175,8 @@ export function createWorker(
   }
 
   /**
-   * Turns new events into jobs: the outbox, the webhook inbox and (once a minute) the periodic jobs. Returns
-   * how many events became work.
+   * Turns new events into jobs: the outbox, the webhook inbox and (once a minute) the periodic jobs; merges
+   * the lead search index's pending entries when due. Returns how many events became work.
    */
   async function housekeeping(): Promise<number> {
     housekeptAt = performance.now();
@@ -184,6 +186,10 @@ export function createWorker(
     if (performance.now() - scheduledAt >= 60_000) {
       scheduledAt = performance.now();
       await schedulePeriodicJobs(sql, config);
+    }
+    if (performance.now() - flushedAt >= config.queue.search_flush_interval_ms) {
+      flushedAt = performance.now();
+      await flushLeadSearchIndex(sql);
     }
     return dispatched + routed;
   }

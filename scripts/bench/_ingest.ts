@@ -319,8 +319,11 @@ export async function benchIngest(sql: Sql, settings: IngestSettings): Promise<I
 
   let outboxOff: IngestReport["outbox_off"] = null;
   // One server at a time, so idle pools never add up past max_connections while pgbench runs.
-  log("starting the platform server");
+  log("starting the platform server and its worker");
   const platform = await startServer("scripts/bench/platform_server.ts", serverEnv);
+  // As deployed, a worker runs beside the functions: it dispatches each lead's event (notifications for the
+  // owner and the managers above) and merges the search index's pending entries (sql/0028).
+  const worker = await startServer("scripts/bench/worker_process.ts", serverEnv);
   let probes: IngestReport["platform_probe"];
   try {
     probes = {
@@ -382,7 +385,7 @@ export async function benchIngest(sql: Sql, settings: IngestSettings): Promise<I
       }
     }
   } finally {
-    await platform.stop();
+    await Promise.all([platform.stop(), worker.stop()]);
   }
 
   log("starting the baseline (a) server");

@@ -306,7 +306,8 @@ export function formatReport(report: BenchReport): string {
   }
   out.push(
     "setup: wrk, pgbench, both HTTP servers (separate Deno processes, postgres.js pool of " +
-      `${report.settings.pool_per_server}) and PostgreSQL share this machine`,
+      `${report.settings.pool_per_server}), the platform's worker (running beside it during A and B, as ` +
+      "deployed) and PostgreSQL share this machine",
   );
   out.push(
     "ratios: platform / baseline, so throughput below 1x and latency above 1x mean the platform is slower",

@@ -481,3 +481,44 @@ test("restarting PostgreSQL during a burst of leads loses no event", async () =>
     await pg.stop();
   }
 });
+
+test("the worker merges the lead search index's pending entries, so no insert has to", async () => {
+  // A database of its own: the other tests' workers flush the shared one every second.
+  const database = `lap_search_flush_${Date.now()}`;
+  const admin = db();
+  await admin.unsafe(`create database ${database}`);
+  const dbUrl = testDatabaseUrl().replace(/\/[^/]*$/, `/${database}`);
+  const sql = createDb(dbUrl, { max: 2 });
+  try {
+    await migrate(dbUrl, { quiet: true });
+    const clientId = uniq("client");
+    await sql`insert into public.clients (id, name) values (${clientId}, 'Search flush')`;
+    const insertLeads = (tag: string) =>
+      sql`insert into public.leads (client_id, source, full_name, email)
+          select ${clientId}, 'api', ${tag} || ' ' || n, ${tag} || n || '@example.com'
+          from generate_series(1, 200) n`;
+    const flush = async () => {
+      const [{ pages }] = await sql<{ pages: string }[]>`select app.flush_lead_search_index() as pages`;
+      return Number(pages);
+    };
+
+    await insertLeads("first");
+    assert.ok(await flush() > 0, "SRC-01: new leads wait in the index's pending list until merged");
+    assert.equal(await flush(), 0, "SRC-02: a merged list is empty");
+
+    await insertLeads("second");
+    const worker = createWorker(
+      { config: loadConfig({ APP_ENV: "test", DATABASE_URL: dbUrl }, FAST), sql },
+      jobHandlers(),
+    );
+    await worker.drain({ maxMs: 1000 });
+    assert.equal(await flush(), 0, "SRC-03: a worker round merged the pending entries");
+    const [{ found }] = await sql<{ found: number }[]>`
+      select count(*)::int as found from public.leads
+      where client_id = ${clientId} and search @@ to_tsquery('simple', 'second137')`;
+    assert.equal(found, 1, "SRC-04: merged entries are found by search");
+  } finally {
+    await sql.end();
+    await admin.unsafe(`drop database if exists ${database} with (force)`);
+  }
+});
