@@ -11,6 +11,7 @@ import { jobHandlers } from "../functions/worker/handlers.ts";
 import { createWorker } from "../functions/worker/worker.ts";
 import { hashToken, randomToken, signAccessToken } from "../functions/_shared/auth.ts";
 import { createSession } from "../functions/auth/auth.queries.ts";
+import { migrate } from "../scripts/migrate.ts";
 
 /** The database `deno task test` created and migrated for this run. */
 export function testDatabaseUrl(): string {
@@ -30,6 +31,24 @@ let shared: Sql | undefined;
 export function db(): Sql {
   shared ??= createDb(testDatabaseUrl(), { max: 4 });
   return shared;
+}
+
+/**
+ * Runs fn against a freshly migrated database of its own on the test server, dropped afterwards: for what the
+ * other test files' workers would disturb in the shared one (an empty queue, an unmerged search index).
+ */
+export async function withPrivateDatabase(fn: (sql: Sql, url: string) => Promise<void>) {
+  const name = `lap_private_${Date.now()}_${crypto.randomUUID().slice(0, 8).replaceAll("-", "")}`;
+  await db().unsafe(`create database ${name}`);
+  const url = testDatabaseUrl().replace(/\/[^/]*$/, `/${name}`);
+  const sql = createDb(url, { max: 2 });
+  try {
+    await migrate(url, { quiet: true });
+    await fn(sql, url);
+  } finally {
+    await sql.end();
+    await db().unsafe(`drop database if exists ${name} with (force)`);
+  }
 }
 
 /** A unique, valid client id or email local part. */

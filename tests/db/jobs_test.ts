@@ -5,7 +5,7 @@
  * the queue.
  */
 import assert from "node:assert/strict";
-import { addMember, createClient, createUser, db, test, uniq } from "../_helpers.ts";
+import { addMember, createClient, createUser, db, test, uniq, withPrivateDatabase } from "../_helpers.ts";
 
 interface Claimed {
   id: string;
@@ -83,6 +83,26 @@ test("claim_jobs() rescues a job whose lease expired and complete_jobs() fences 
   const row = await job(id);
   assert.equal(row.status, "succeeded");
   assert.equal(row.errors[0].code, "lease_expired", "JOB-10: the lost attempt is in the error history");
+});
+
+test("claim_jobs() on an otherwise empty queue: nothing to claim, yet an expired lease is still rescued", async () => {
+  // A queue of its own: in the shared one other files' jobs are always queued, which skips the empty case.
+  await withPrivateDatabase(async (sql) => {
+    const claimAll = () =>
+      sql<
+        Claimed[]
+      >`select id::text, client_id, attempts from app.claim_jobs('w', 10, 60, 100, '{test.idle}')`;
+    assert.equal((await claimAll()).length, 0, "JOB-24: an empty queue gives nothing");
+    await sql`insert into public.clients (id, name) values ('idle-client', 'Idle')`;
+    const [{ id }] = await sql<{ id: string }[]>`
+      select app.enqueue_job('idle-client', 'test.idle', '{}', 'idle:1', 3)::text as id`;
+    assert.equal((await claimAll())[0]?.id, id, "JOB-25: a queued job is claimed");
+    // Now nothing is queued: the only job is running, with a lease that has run out.
+    await sql`update app.jobs set locked_until = now() - interval '1 second' where id = ${id}`;
+    const [rescued] = await claimAll();
+    assert.equal(rescued?.id, id, "JOB-26: the expired lease is rescued and the job claimed again");
+    assert.equal(rescued.attempts, 2);
+  });
 });
 
 test("fail_job() retries after the given delay and dead-letters after the last attempt", async () => {

@@ -24,6 +24,7 @@ import {
   test,
   testDatabaseUrl,
   uniq,
+  withPrivateDatabase,
 } from "../_helpers.ts";
 
 /** Fast retries and short leases so failures play out in milliseconds. */
@@ -483,14 +484,8 @@ test("restarting PostgreSQL during a burst of leads loses no event", async () =>
 });
 
 test("the worker merges the lead search index's pending entries, so no insert has to", async () => {
-  // A database of its own: the other tests' workers flush the shared one every second.
-  const database = `lap_search_flush_${Date.now()}`;
-  const admin = db();
-  await admin.unsafe(`create database ${database}`);
-  const dbUrl = testDatabaseUrl().replace(/\/[^/]*$/, `/${database}`);
-  const sql = createDb(dbUrl, { max: 2 });
-  try {
-    await migrate(dbUrl, { quiet: true });
+  // A database of its own: the other tests' workers merge the shared one's list every second.
+  await withPrivateDatabase(async (sql, url) => {
     const clientId = uniq("client");
     await sql`insert into public.clients (id, name) values (${clientId}, 'Search flush')`;
     const insertLeads = (tag: string) =>
@@ -508,7 +503,7 @@ test("the worker merges the lead search index's pending entries, so no insert ha
 
     await insertLeads("second");
     const worker = createWorker(
-      { config: loadConfig({ APP_ENV: "test", DATABASE_URL: dbUrl }, FAST), sql },
+      { config: loadConfig({ APP_ENV: "test", DATABASE_URL: url }, FAST), sql },
       jobHandlers(),
     );
     await worker.drain({ maxMs: 1000 });
@@ -517,8 +512,5 @@ test("the worker merges the lead search index's pending entries, so no insert ha
       select count(*)::int as found from public.leads
       where client_id = ${clientId} and search @@ to_tsquery('simple', 'second137')`;
     assert.equal(found, 1, "SRC-04: merged entries are found by search");
-  } finally {
-    await sql.end();
-    await admin.unsafe(`drop database if exists ${database} with (force)`);
-  }
+  });
 });
