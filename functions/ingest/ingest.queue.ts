@@ -1,8 +1,8 @@
 /**
- * Natural grouping of ingest requests: a request goes to the database at once when a call slot is free;
- * while every slot is busy, the requests that arrive wait and leave together in the next call. No timer, so a
- * lone request is never delayed, and under load one call (one transaction, one commit) carries many
- * requests. Each request still gets its own reply: the database answers every request of a group on its own
+ * Natural grouping of ingest requests: a request goes to the database at once when no call is in flight;
+ * while one is, the requests that arrive wait and leave together in the next call (a second call starts
+ * beside the first only for enough waiting items, such as a full batch). No timer, so a lone request is
+ * never delayed, and under load one call (one transaction, one commit) carries many requests. Each request still gets its own reply: the database answers every request of a group on its own
  * (app.ingest_requests, sql/0018_grouped_ingest.sql), and when a grouped call fails as a whole each of its
  * requests is sent again alone, so an error reaches only the request that caused it.
  */
@@ -27,6 +27,11 @@ export interface QueueOptions {
   maxCalls: number;
   /** Most items one call carries (a request bigger than that goes alone). */
   maxItems: number;
+  /**
+   * Items that must be waiting before a call starts beside one already in flight. Fewer wait for the running
+   * call to end and leave as one bigger group, which costs the database less per item.
+   */
+  overlapItems: number;
 }
 
 /**
@@ -36,6 +41,7 @@ export interface QueueOptions {
 export class IngestQueue<R> {
   #waiting: Waiting<R>[] = [];
   #head = 0;
+  #waitingItems = 0;
   #running = 0;
 
   constructor(
@@ -47,12 +53,14 @@ export class IngestQueue<R> {
   submit(request: IngestRequest): Promise<R> {
     return new Promise<R>((resolve, reject) => {
       this.#waiting.push({ request, resolve, reject });
+      this.#waitingItems += request.items.length;
       this.#pump();
     });
   }
 
   #pump() {
     while (this.#running < this.options.maxCalls && this.#head < this.#waiting.length) {
+      if (this.#running > 0 && this.#waitingItems < this.options.overlapItems) break;
       const group = [this.#waiting[this.#head++]];
       let items = group[0].request.items.length;
       while (this.#head < this.#waiting.length) {
@@ -62,6 +70,7 @@ export class IngestQueue<R> {
         group.push(next);
         this.#head++;
       }
+      this.#waitingItems -= items;
       if (this.#head === this.#waiting.length) {
         this.#waiting = [];
         this.#head = 0;

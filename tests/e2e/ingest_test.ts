@@ -953,7 +953,7 @@ function groupingApp(options: { maxCalls: number; failWhen?: (param: string) => 
   });
   const app = createIngestApp(
     { config: loadConfig({ APP_ENV: "test", DATABASE_URL: testDatabaseUrl() }), sql: counting },
-    { maxCalls: options.maxCalls, maxItems: 500 },
+    { maxCalls: options.maxCalls, maxItems: 500, overlapItems: 1 },
   );
   const post = async (key: string, body: unknown) => {
     const response = await app.request("/ingest/leads", {
