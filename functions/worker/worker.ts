@@ -88,6 +88,7 @@ export function createWorker(
   let scheduledAt = -Infinity;
   let housekeptAt = -Infinity;
   let flushedAt = -Infinity;
+  let flushing: Promise<void> | undefined;
 
   function emptyStats(): DrainStats {
     return { dispatched: 0, claimed: 0, succeeded: 0, retried: 0, dead: 0 };
@@ -175,8 +176,8 @@ export function createWorker(
   }
 
   /**
-   * Turns new events into jobs: the outbox, the webhook inbox and (once a minute) the periodic jobs; merges
-   * the lead search index's pending entries when due. Returns how many events became work.
+   * Turns new events into jobs: the outbox, the webhook inbox and (once a minute) the periodic jobs; starts
+   * merging the lead search index's pending entries when due. Returns how many events became work.
    */
   async function housekeeping(): Promise<number> {
     housekeptAt = performance.now();
@@ -187,9 +188,15 @@ export function createWorker(
       scheduledAt = performance.now();
       await schedulePeriodicJobs(sql, config);
     }
-    if (performance.now() - flushedAt >= config.queue.search_flush_interval_ms) {
+    if (!flushing && performance.now() - flushedAt >= config.queue.search_flush_interval_ms) {
       flushedAt = performance.now();
-      await flushLeadSearchIndex(sql);
+      // Not awaited: a long merge must not hold back dispatch and claims.
+      flushing = flushLeadSearchIndex(sql)
+        .then(
+          () => {},
+          (error) => log("error", "search index merge failed", { worker_id: id, error: String(error) }),
+        )
+        .finally(() => flushing = undefined);
     }
     return dispatched + routed;
   }
@@ -231,6 +238,7 @@ export function createWorker(
     }
     await Promise.all(inFlight.values());
     await flushCompletions();
+    await flushing;
     return {
       dispatched: stats.dispatched - before.dispatched,
       claimed: stats.claimed - before.claimed,
@@ -272,6 +280,7 @@ export function createWorker(
     await Promise.race([Promise.all(inFlight.values()), grace]);
     clearTimeout(timer);
     await flushCompletions();
+    await flushing;
     const unfinished = [...inFlight.keys()];
     if (unfinished.length) {
       const released = await releaseJobs(sql, id, unfinished).catch(() => 0);

@@ -11,11 +11,13 @@
 -- security definer because gin_clean_pending_list() needs the index's owner; the worker calls it, no API
 -- role may (functions in app are not executable by public, sql/0002_app_schema.sql).
 
--- Merges the pending entries of the lead search index; returns how many pending pages it emptied.
+-- Merges the pending entries of the lead search index; returns how many pending pages it emptied. One merge
+-- at a time: a worker that finds another one merging skips its turn rather than queue behind it.
 create function app.flush_lead_search_index() returns bigint
 language sql
 security definer
 set search_path = ''
 as $$
-  select gin_clean_pending_list('public.leads_search_idx'::regclass)
+  select case when pg_try_advisory_xact_lock(hashtextextended('lead_search_flush', 0))
+    then gin_clean_pending_list('public.leads_search_idx'::regclass) else 0 end
 $$;
