@@ -223,11 +223,12 @@ function keyError(reply: Extract<IngestReply, { error: string }>, batch: boolean
 const RETRYABLE = new Set(["40P01", "40001"]);
 
 /**
- * Database calls in flight at once per instance, the most items one grouped call carries, and the waiting items
- * that justify a second call beside a running one. Measured by deno task bench on 2 cores with a worker
- * running beside: single leads at 64 connections gave ~20% more requests/s when they waited for the running
- * call and left as one group (each call has a fixed cost), while 500-lead batches at 4 connections gave 6,800
- * rows/s with two calls at once against 5,700 with one. 3 calls at once only made the groups smaller.
+ * Database calls in flight at once per instance, the most items one grouped call carries, and the waiting
+ * items that justify a second call beside a running one. Measured by deno task bench on 2 cores with a
+ * worker running beside: single leads at 64 connections gave up to 20% more requests/s when they waited for
+ * the running call and left as one group (each call has a fixed cost), while 500-lead batches at 4
+ * connections gave 6,800 rows/s with two calls at once against 5,700 with one. Three calls at once only made
+ * the groups smaller.
  */
 export const DEFAULT_QUEUE = { maxCalls: 2, maxItems: 500, overlapItems: 250 };
 

@@ -2,7 +2,8 @@
  * Natural grouping of ingest requests: a request goes to the database at once when no call is in flight;
  * while one is, the requests that arrive wait and leave together in the next call (a second call starts
  * beside the first only for enough waiting items, such as a full batch). No timer, so a lone request is
- * never delayed, and under load one call (one transaction, one commit) carries many requests. Each request still gets its own reply: the database answers every request of a group on its own
+ * never delayed, and under load one call (one transaction, one commit) carries many requests. Each request
+ * still gets its own reply: the database answers every request of a group on its own
  * (app.ingest_requests, sql/0018_grouped_ingest.sql), and when a grouped call fails as a whole each of its
  * requests is sent again alone, so an error reaches only the request that caused it.
  */
