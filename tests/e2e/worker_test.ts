@@ -449,8 +449,10 @@ test("restarting PostgreSQL during a burst of leads loses no event", async () =>
   try {
     const { clientId } = await clientWithEndpoint(sink.url, sql);
     worker.start();
+    // Bounded, so a server that fails to come back fails the test instead of hanging it on connect timeouts.
+    const producerDeadline = Date.now() + 60_000;
     const insertLeads = async (count: number) => {
-      for (let i = 0; i < count; i++) {
+      for (let i = 0; i < count && Date.now() < producerDeadline; i++) {
         try {
           await createLead(clientId, sql);
           committed++;
