@@ -839,3 +839,23 @@ test("LR-18: a team manager's new lead is routed by the rules even outside their
        values (${clientId}, 'manual', ${newEmail()}, ${manager})`,
   );
 });
+
+test("LR-19: deleting a client removes its leads' contacts and no other client's", async () => {
+  const gone = await createClient(uniq("routing"));
+  const kept = await createClient(uniq("routing"));
+  const email = newEmail();
+  const phone = newPhone();
+  await insertLead(gone, { email, phone });
+  await insertLead(kept, { email, phone });
+  const contacts = async (clientId: string) => {
+    const [row] = await db()<{ n: number }[]>`
+      select count(*)::int as n from app.lead_contacts where client_id = ${clientId}`;
+    return row.n;
+  };
+  assert.equal(await contacts(gone), 2, "the email and the phone are claimed");
+  await db()`delete from public.clients where id = ${gone}`;
+  assert.equal(await contacts(gone), 0, "a deleted client leaves no contact behind");
+  assert.equal(await contacts(kept), 2, "the same person in another client keeps their contacts");
+  const again = await insertLead(kept, { email });
+  assert.ok(again.duplicate_of, "and is still recognised there");
+});
