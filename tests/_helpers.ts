@@ -33,22 +33,37 @@ export function db(): Sql {
   return shared;
 }
 
-/**
- * Runs fn against a freshly migrated database of its own on the test server, dropped afterwards: for what the
- * other test files' workers would disturb in the shared one (an empty queue, an unmerged search index).
- */
-export async function withPrivateDatabase(fn: (sql: Sql, url: string) => Promise<void>) {
-  const name = `lap_private_${Date.now()}_${crypto.randomUUID().slice(0, 8).replaceAll("-", "")}`;
-  await db().unsafe(`create database ${name}`);
-  const url = testDatabaseUrl().replace(/\/[^/]*$/, `/${name}`);
-  const sql = createDb(url, { max: 2 });
+/** Runs fn against a brand-new empty database on the test server, dropped afterwards. */
+export async function withFreshDatabase(fn: (url: string) => Promise<void>) {
+  const adminUrl = Deno.env.get("TEST_ADMIN_DATABASE_URL");
+  if (!adminUrl) throw new Error("TEST_ADMIN_DATABASE_URL is not set; run the tests with `deno task test`");
+  const name = `lap_fresh_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`create database ${name}`);
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
   try {
-    await migrate(url, { quiet: true });
-    await fn(sql, url);
+    await fn(url.toString());
   } finally {
-    await sql.end();
-    await db().unsafe(`drop database if exists ${name} with (force)`);
+    await admin.unsafe(`drop database if exists ${name} with (force)`);
+    await admin.end();
   }
+}
+
+/**
+ * Runs fn against a fresh, migrated database of its own: for what the other test files' workers would disturb
+ * in the shared one (an empty queue, an unmerged search index).
+ */
+export function withPrivateDatabase(fn: (sql: Sql, url: string) => Promise<void>) {
+  return withFreshDatabase(async (url) => {
+    await migrate(url, { quiet: true });
+    const sql = createDb(url, { max: 2 });
+    try {
+      await fn(sql, url);
+    } finally {
+      await sql.end();
+    }
+  });
 }
 
 /** A unique, valid client id or email local part. */

@@ -1,24 +1,7 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { migrate, migrationFiles } from "../../scripts/migrate.ts";
-import { db, test } from "../_helpers.ts";
-
-/** Runs fn against a brand-new empty database on the test server, dropped afterwards. */
-async function withFreshDatabase(fn: (url: string) => Promise<void>) {
-  const adminUrl = Deno.env.get("TEST_ADMIN_DATABASE_URL");
-  if (!adminUrl) throw new Error("TEST_ADMIN_DATABASE_URL is not set; run the tests with `deno task test`");
-  const name = `lap_migration_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`create database ${name}`);
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  try {
-    await fn(url.toString());
-  } finally {
-    await admin.unsafe(`drop database if exists ${name} with (force)`);
-    await admin.end();
-  }
-}
+import { db, test, withFreshDatabase } from "../_helpers.ts";
 
 test("migrate() applies every file once and a second run applies nothing", async () => {
   await withFreshDatabase(async (url) => {

@@ -10,6 +10,7 @@ import { createDb, type Sql } from "../../functions/_shared/db.ts";
 import { createSecretBox } from "../../functions/_shared/integrations/secret_box.ts";
 import { generateSigningSecret, webhookSecretContext } from "../../functions/_shared/outbound_webhooks.ts";
 import { jobHandlers } from "../../functions/worker/handlers.ts";
+import { flushLeadSearchIndex } from "../../functions/worker/queue.ts";
 import { createWorker, type JobHandler, type Worker } from "../../functions/worker/worker.ts";
 import { migrate } from "../../scripts/migrate.ts";
 import { startEmbeddedPostgres } from "../../scripts/embedded_postgres.ts";
@@ -494,10 +495,7 @@ test("the worker merges the lead search index's pending entries, so no insert ha
       sql`insert into public.leads (client_id, source, full_name, email)
           select ${clientId}, 'api', ${tag} || ' ' || n, ${tag} || n || '@example.com'
           from generate_series(1, 200) n`;
-    const flush = async () => {
-      const [{ pages }] = await sql<{ pages: string }[]>`select app.flush_lead_search_index() as pages`;
-      return Number(pages);
-    };
+    const flush = () => flushLeadSearchIndex(sql);
 
     await insertLeads("first");
     assert.ok(await flush() > 0, "SRC-01: new leads wait in the index's pending list until merged");
