@@ -10,6 +10,12 @@ import postgres from "postgres";
 import { findServer, withDatabase } from "./database_server.ts";
 import { migrate } from "./migrate.ts";
 
+/**
+ * The whole run's time limit (TEST_TIMEOUT_MINUTES): the suite takes about two minutes, so a run still going
+ * after this is hung, and is stopped and counted as failed rather than left to use up CI's time.
+ */
+const timeoutMinutes = Number(Deno.env.get("TEST_TIMEOUT_MINUTES") ?? 20);
+
 /** Runs deno test, echoing its output, and returns the exit code with the passed/failed counts. */
 async function runDenoTest(args: string[], env: Record<string, string>) {
   const child = new Deno.Command(Deno.execPath(), {
@@ -18,6 +24,14 @@ async function runDenoTest(args: string[], env: Record<string, string>) {
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
+  let timedOut = false;
+  const watchdog = setTimeout(() => {
+    timedOut = true;
+    console.error(
+      `\nThe tests ran longer than ${timeoutMinutes} minutes (TEST_TIMEOUT_MINUTES); stopping them.`,
+    );
+    child.kill("SIGKILL");
+  }, timeoutMinutes * 60_000);
   let tail = "";
   const decoder = new TextDecoder();
   for await (const chunk of child.stdout) {
@@ -25,6 +39,8 @@ async function runDenoTest(args: string[], env: Record<string, string>) {
     tail = (tail + decoder.decode(chunk, { stream: true })).slice(-4000);
   }
   const { code } = await child.status;
+  clearTimeout(watchdog);
+  if (timedOut) return { code: 1, passed: 0, failed: 1 };
   // deno test ends with "ok | 12 passed (3 steps) | 0 failed (…)" or "FAILED | 10 passed | 2 failed".
   // deno-lint-ignore no-control-regex -- strips the colour codes deno test prints
   const plain = tail.replace(/\x1b\[[0-9;]*m/g, "");
