@@ -473,7 +473,7 @@ test("restarting PostgreSQL during a burst of leads loses no event", async () =>
   try {
     const { clientId } = await clientWithEndpoint(sink.url, sql);
     worker.start();
-    let restartedAt: number | undefined;
+    let restartedAt = -1; // performance.now() once the server is back
     let cut = 0;
     let committedSinceRestart = 0;
     const recoveryMs: number[] = [];
@@ -485,7 +485,7 @@ test("restarting PostgreSQL during a burst of leads loses no event", async () =>
         try {
           await createLead(clientId, sql);
           committed++;
-          if (restartedAt === undefined) continue;
+          if (restartedAt < 0) continue;
           committedSinceRestart++;
           if (!recovered) recoveryMs.push(performance.now() - restartedAt);
           recovered = true;
