@@ -32,6 +32,11 @@ export type Measured = LoadResult & {
   waits: WaitProfile;
   machine_cpu_busy_pct: number | null;
   server_cpu_ms_per_request: number | null;
+  /**
+   * The platform's lead events its worker had not yet dispatched when the run ended (null for baselines): work
+   * the run caused but did not pay for. The next point starts only once they are dispatched.
+   */
+  events_pending_at_end: number | null;
 };
 
 export interface IngestPoint {
@@ -281,6 +286,8 @@ async function wrkPoint(
   const used = await cpu.stop();
   const waits = await sampler.stop();
   const stored = (await count(sql, target.table)) - before;
+  const pending = target.table === "platform" ? await pendingEvents(sql) : null;
+  if (pending) await waitForDispatch(sql);
   return {
     ...result,
     leads_stored: stored,
@@ -289,7 +296,23 @@ async function wrkPoint(
     server_cpu_ms_per_request: used.process_cpu_s === null || !result.requests
       ? null
       : Math.round((100_000 * used.process_cpu_s) / result.requests) / 100,
+    events_pending_at_end: pending,
   };
+}
+
+async function pendingEvents(sql: Sql): Promise<number> {
+  const [{ n }] = await sql<
+    { n: number }[]
+  >`select count(*)::int as n from app.outbox where failed_at is null`;
+  return n;
+}
+
+/** Waits (at most a minute) until the worker has dispatched every event. */
+async function waitForDispatch(sql: Sql) {
+  const deadline = Date.now() + 60_000;
+  while (await pendingEvents(sql) > 0 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
 }
 
 /** Runs sections A and B; the platform's points are skipped (null) while its ingest endpoint is missing. */
@@ -436,6 +459,7 @@ export async function benchIngest(sql: Sql, settings: IngestSettings): Promise<I
         waits,
         machine_cpu_busy_pct: used.machine_busy_pct,
         server_cpu_ms_per_request: null,
+        events_pending_at_end: null,
       };
     }
   } finally {

@@ -198,8 +198,9 @@ function ingestTables(report: IngestReport & { ratios: IngestRatios }, seconds: 
   out.push(table(header("rows/s"), batch));
   out.push("");
   out.push(
-    "Resources during each point: the machine's CPU (all cores), the HTTP server process's CPU per request, and\n" +
-      "where the database's backends were (pg_stat_activity every 100 ms; CPU = active without a wait event):",
+    "Resources during each point: the machine's CPU (all cores), the HTTP server process's CPU per request,\n" +
+      "the lead events the worker had not dispatched when the point ended (work it caused but did not pay for),\n" +
+      "and where the database's backends were (pg_stat_activity every 100 ms; CPU = active without a wait event):",
   );
   const waits: string[][] = [];
   const add = (section: string, p: IngestPoint, system: string, result: Measured | null | undefined) => {
@@ -210,6 +211,7 @@ function ingestTables(report: IngestReport & { ratios: IngestRatios }, seconds: 
       system,
       result.machine_cpu_busy_pct === null ? "n/a" : `${fmt(result.machine_cpu_busy_pct, 0)} %`,
       fmt(result.server_cpu_ms_per_request),
+      result.events_pending_at_end === null ? "" : fmt(result.events_pending_at_end, 0),
       describeWaits(result.waits),
     ]);
   };
@@ -222,7 +224,12 @@ function ingestTables(report: IngestReport & { ratios: IngestRatios }, seconds: 
     add("B", p, "platform", p.platform);
     add("B", p, "(a)", p.baseline_http);
   }
-  out.push(table(["sec", "conns", "system", "machine CPU", "server CPU ms/req", "database backends"], waits));
+  out.push(
+    table(
+      ["sec", "conns", "system", "machine CPU", "server CPU ms/req", "events left", "database backends"],
+      waits,
+    ),
+  );
   return out.join("\n");
 }
 
