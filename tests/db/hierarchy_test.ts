@@ -160,6 +160,42 @@ test("H-07: removing a manager re-attaches their reports to the manager above", 
   await closureMatchesReportsTo(clientId);
 });
 
+test("H-09: deleting a client takes its whole hierarchy, leads and notifications, and nothing of another", async () => {
+  const clients = [await createClient(), await createClient()];
+  const ownerships = [];
+  for (const clientId of clients) {
+    const levels = await chain(clientId, 4);
+    const [lead] = await db()<{ id: string }[]>`
+      insert into public.leads (client_id, source, full_name, email, owner_membership_id)
+      values (${clientId}, 'api', 'Hal Hierarchy', ${`hal-${clientId}@example.com`}, ${levels[3].membership})
+      returning id`;
+    await db()`
+      insert into public.notifications (client_id, user_id, kind, title, lead_id)
+      values (${clientId}, ${levels[0].user}, 'lead.created', 'New lead in your team', ${lead.id})`;
+    ownerships.push(levels);
+  }
+  const counts = (clientId: string) =>
+    db()<{ members: number; leads: number; notifications: number }[]>`
+      select (select count(*)::int from public.memberships where client_id = ${clientId}) as members,
+             (select count(*)::int from public.leads where client_id = ${clientId}) as leads,
+             (select count(*)::int from public.notifications where client_id = ${clientId}) as notifications`
+      .then(([row]) => row);
+
+  // Each member's removal used to re-point its reports, rows the same cascade was deleting: an error.
+  await db()`delete from public.clients where id = ${clients[0]}`;
+  assert.deepEqual(await counts(clients[0]), { members: 0, leads: 0, notifications: 0 });
+  assert.deepEqual(
+    await counts(clients[1]),
+    { members: 4, leads: 1, notifications: 1 },
+    "the other client keeps all",
+  );
+  const [{ closure }] = await db()<{ closure: number }[]>`
+    select count(*)::int as closure from app.membership_closure
+    where descendant_id = any (${ownerships[0].map((level) => level.membership)})`;
+  assert.equal(closure, 0, "the deleted client's closure rows are gone");
+  await closureMatchesReportsTo(clients[1]);
+});
+
 test("H-08: a hierarchy change applies to the manager's very next statement", async () => {
   const clientId = await createClient();
   const levels = await chain(clientId, 3); // owner > manager > manager2
