@@ -162,7 +162,7 @@ test("H-07: removing a manager re-attaches their reports to the manager above", 
 
 test("H-09: deleting a client takes its whole hierarchy, leads and notifications, and nothing of another", async () => {
   const clients = [await createClient(), await createClient()];
-  const ownerships = [];
+  const hierarchies = [];
   for (const clientId of clients) {
     const levels = await chain(clientId, 4);
     const [lead] = await db()<{ id: string }[]>`
@@ -172,7 +172,7 @@ test("H-09: deleting a client takes its whole hierarchy, leads and notifications
     await db()`
       insert into public.notifications (client_id, user_id, kind, title, lead_id)
       values (${clientId}, ${levels[0].user}, 'lead.created', 'New lead in your team', ${lead.id})`;
-    ownerships.push(levels);
+    hierarchies.push(levels);
   }
   const counts = (clientId: string) =>
     db()<{ members: number; leads: number; notifications: number }[]>`
@@ -191,7 +191,7 @@ test("H-09: deleting a client takes its whole hierarchy, leads and notifications
   );
   const [{ closure }] = await db()<{ closure: number }[]>`
     select count(*)::int as closure from app.membership_closure
-    where descendant_id = any (${ownerships[0].map((level) => level.membership)})`;
+    where descendant_id = any (${hierarchies[0].map((level) => level.membership)})`;
   assert.equal(closure, 0, "the deleted client's closure rows are gone");
   await closureMatchesReportsTo(clients[1]);
 });
