@@ -307,12 +307,12 @@ async function pendingEvents(sql: Sql): Promise<number> {
   return n;
 }
 
-/** Waits (at most a minute) until the worker has dispatched every event. */
+/** Waits (at most a minute) until the worker has dispatched every event; called when some are pending. */
 async function waitForDispatch(sql: Sql) {
   const deadline = Date.now() + 60_000;
-  while (await pendingEvents(sql) > 0 && Date.now() < deadline) {
+  do {
     await new Promise((resolve) => setTimeout(resolve, 200));
-  }
+  } while (await pendingEvents(sql) > 0 && Date.now() < deadline);
 }
 
 /** Runs sections A and B; the platform's points are skipped (null) while its ingest endpoint is missing. */
