@@ -1,7 +1,9 @@
 /**
  * Sections A and B: lead ingestion through the platform (ingest function, API key, validation, dedup and
  * assignment triggers, visibility index) against (a) a bare Hono + postgres.js server inserting the same
- * columns into a plain table and (b) pgbench doing that INSERT straight on the database.
+ * columns into a plain table, (b) pgbench doing that INSERT straight on the database, and (c) pgbench doing
+ * it into a copy of public.leads: its indexes, constraints and foreign keys without its triggers, the least
+ * any implementation keeping this schema pays per lead on the same machine.
  */
 import type { Sql } from "../../functions/_shared/db.ts";
 import { type LoadResult, runPgbench, runWrk } from "./_load.ts";
@@ -44,6 +46,7 @@ export interface IngestPoint {
   platform: Measured | null;
   baseline_http: Measured | null;
   baseline_pgbench?: Measured | null;
+  baseline_schema: Measured | null;
 }
 
 export interface IngestReport {
@@ -75,10 +78,11 @@ function randomText(length: number, alphabet: string): string {
 
 /**
  * The bench client (an owner and the 4 agents the assignment rule rotates over), its API key inserted the
- * way the key endpoints store one (SHA-256 of the whole key), and the baseline's plain table: the columns
- * of public.leads with only a primary key (no other index, constraint or trigger).
+ * way the key endpoints store one (SHA-256 of the whole key), the baselines' plain table (the columns of
+ * public.leads with only a primary key) and schema table (public.leads' columns, indexes, constraints and
+ * foreign keys, no triggers), and an agent to own the schema table's rows as the rule would.
  */
-export async function prepareIngest(sql: Sql): Promise<{ apiKey: string; prefix: string }> {
+export async function prepareIngest(sql: Sql): Promise<{ apiKey: string; prefix: string; agent: string }> {
   await sql`insert into public.clients (id, name) values (${INGEST_CLIENT}, 'Bench ingest')`;
   const people = ["owner", "agent", "agent", "agent", "agent"].map((role, i) => ({
     role,
@@ -108,7 +112,18 @@ export async function prepareIngest(sql: Sql): Promise<{ apiKey: string; prefix:
             '{ingest:single,ingest:batch}', 1000000)`;
   await sql`create table bench.plain_leads (like public.leads including defaults including generated)`;
   await sql`alter table bench.plain_leads add primary key (id)`;
-  return { apiKey, prefix };
+  await sql`create table bench.schema_leads (like public.leads including all)`;
+  // LIKE copies no foreign keys; each one checks every inserted row, so they belong to the floor.
+  const foreignKeys = await sql<{ definition: string }[]>`
+    select pg_get_constraintdef(oid) as definition from pg_constraint
+    where conrelid = 'public.leads'::regclass and contype = 'f'`;
+  for (const { definition } of foreignKeys) {
+    await sql.unsafe(`alter table bench.schema_leads add ${definition}`);
+  }
+  const [{ id: agent }] = await sql<{ id: string }[]>`
+    select m.id from public.memberships m join public.roles r on r.id = m.role_id
+    where m.client_id = ${INGEST_CLIENT} and r.key = 'agent' order by m.id limit 1`;
+  return { apiKey, prefix, agent };
 }
 
 /** A Deno subprocess serving HTTP, started from the repository root; stop() ends it with SIGTERM. */
@@ -217,8 +232,11 @@ const probeLead = (n: number) => ({
   phone: `+1213555${String(1000 + n).slice(-4)}`,
 });
 
-/** The pgbench script: the baseline's INSERT with a similar row, done by the database alone. */
-function pgbenchScript(): string {
+/**
+ * A pgbench script: the baselines' INSERT of one lead (rows = 0) or a multi-row INSERT of `rows` leads, into
+ * the plain table (b) or the schema table (c), whose rows get an owner as the assignment rule would give.
+ */
+function pgbenchScript(table: "plain" | "schema", rows: number, agent: string): string {
   const payload = JSON.stringify({
     full_name: "Bench Lead 123456",
     email: "lead-123456@bench.example.com",
@@ -230,12 +248,17 @@ function pgbenchScript(): string {
     custom: { plan: "pro", seats: 6 },
     // pgbench reads ":name" as a variable, so no colon may touch the value after it.
   }).replaceAll('":', '": ');
+  const owner = table === "schema" ? ["owner_membership_id, ", `'${agent}', `] : ["", ""];
+  // Lead number per row: the transaction's random n, plus the row's place in a multi-row INSERT.
+  const g = rows ? "(:n + g)" : ":n";
+  const values = `'bench-ingest', 'website', ${owner[1]}'Bench Lead ' || ${g}, ` +
+    `'pgbench-' || :client_id || '-' || ${g} || '@bench.example.com', '+1' || (2122000000 + ${g} % 8000000), ` +
+    `'bench', 'cpc', 'spring', true, '{"plan": "pro", "seats": 6}', '${payload}'`;
   return [
     "\\set n random(1, 1000000000)",
-    "insert into bench.plain_leads (client_id, source, full_name, email, phone, utm_source, utm_medium, " +
-    "utm_campaign, consent, custom, raw_payload) values ('bench-ingest', 'website', 'Bench Lead ' || :n, " +
-    "'pgbench-' || :client_id || '-' || :n || '@bench.example.com', '+1' || (2122000000 + :n % 8000000), " +
-    `'bench', 'cpc', 'spring', true, '{"plan": "pro", "seats": 6}', '${payload}') returning id;`,
+    `insert into bench.${table}_leads (client_id, source, ${owner[0]}full_name, email, phone, utm_source, ` +
+    "utm_medium, utm_campaign, consent, custom, raw_payload) " +
+    (rows ? `select ${values} from generate_series(1, ${rows}) g` : `values (${values})`) + " returning id;",
     "",
   ].join("\n");
 }
@@ -247,12 +270,14 @@ function base(): number {
   return nextBase;
 }
 
-async function count(sql: Sql, table: "platform" | "plain"): Promise<number> {
+type Table = "platform" | "plain" | "schema";
+
+async function count(sql: Sql, table: Table): Promise<number> {
   const [row] = table === "platform"
     ? await sql<
       { n: number }[]
     >`select count(*)::int as n from public.leads where client_id = ${INGEST_CLIENT}`
-    : await sql<{ n: number }[]>`select count(*)::int as n from bench.plain_leads`;
+    : await sql<{ n: number }[]>`select count(*)::int as n from ${sql(`bench.${table}_leads`)}`;
   return row.n;
 }
 
@@ -264,7 +289,7 @@ function log(message: string) {
 async function wrkPoint(
   sql: Sql,
   settings: IngestSettings,
-  target: { server: Server; path: string; apiKey?: string; table: "platform" | "plain" },
+  target: { server: Server; path: string; apiKey?: string; table: Exclude<Table, "schema"> },
   connections: number,
   batch: number,
 ): Promise<Measured> {
@@ -315,20 +340,56 @@ async function waitForDispatch(sql: Sql) {
   } while (await pendingEvents(sql) > 0 && Date.now() < deadline);
 }
 
+/** Warm-up, then one measured pgbench run of the script with one client per connection. */
+async function pgbenchPoint(
+  sql: Sql,
+  settings: IngestSettings,
+  scriptText: string,
+  connections: number,
+  table: Table,
+): Promise<Measured> {
+  const script = await Deno.makeTempFile({ prefix: "lap-bench-", suffix: ".sql" });
+  try {
+    await Deno.writeTextFile(script, scriptText);
+    const options = { url: settings.url, script, clients: connections };
+    if (settings.warmupSeconds > 0) {
+      await runPgbench({ ...options, seconds: settings.warmupSeconds, log: false });
+    }
+    const before = await count(sql, table);
+    const sampler = sampleWaits(sql);
+    const cpu = await cpuMeter();
+    const result = await runPgbench({ ...options, seconds: settings.seconds, log: true });
+    const used = await cpu.stop();
+    const waits = await sampler.stop();
+    return {
+      ...result,
+      leads_stored: (await count(sql, table)) - before,
+      waits,
+      machine_cpu_busy_pct: used.machine_busy_pct,
+      server_cpu_ms_per_request: null,
+      events_pending_at_end: null,
+    };
+  } finally {
+    await Deno.remove(script);
+  }
+}
+
 /** Runs sections A and B; the platform's points are skipped (null) while its ingest endpoint is missing. */
 export async function benchIngest(sql: Sql, settings: IngestSettings): Promise<IngestReport> {
   const notes: string[] = [];
-  const { apiKey, prefix } = await prepareIngest(sql);
+  const { apiKey, prefix, agent } = await prepareIngest(sql);
   const single: IngestPoint[] = settings.singleConnections.map((c) => ({
     connections: c,
     platform: null,
     baseline_http: null,
     baseline_pgbench: null,
+    baseline_schema: null,
   }));
   const batch: IngestPoint[] = settings.batchConnections.map((c) => ({
     connections: c,
     platform: null,
     baseline_http: null,
+    baseline_schema: null,
   }));
   const serverEnv = {
     DATABASE_URL: settings.url,
@@ -438,32 +499,35 @@ export async function benchIngest(sql: Sql, settings: IngestSettings): Promise<I
     await baseline.stop();
   }
 
-  const script = await Deno.makeTempFile({ prefix: "lap-bench-", suffix: ".sql" });
-  try {
-    await Deno.writeTextFile(script, pgbenchScript());
-    for (const point of single) {
-      log(`A baseline (b) pgbench, ${point.connections} client(s)`);
-      const options = { url: settings.url, script, clients: point.connections };
-      if (settings.warmupSeconds > 0) {
-        await runPgbench({ ...options, seconds: settings.warmupSeconds, log: false });
-      }
-      const before = await count(sql, "plain");
-      const sampler = sampleWaits(sql);
-      const cpu = await cpuMeter();
-      const result = await runPgbench({ ...options, seconds: settings.seconds, log: true });
-      const used = await cpu.stop();
-      const waits = await sampler.stop();
-      point.baseline_pgbench = {
-        ...result,
-        leads_stored: (await count(sql, "plain")) - before,
-        waits,
-        machine_cpu_busy_pct: used.machine_busy_pct,
-        server_cpu_ms_per_request: null,
-        events_pending_at_end: null,
-      };
-    }
-  } finally {
-    await Deno.remove(script);
+  for (const point of single) {
+    log(`A baseline (b) pgbench, ${point.connections} client(s)`);
+    point.baseline_pgbench = await pgbenchPoint(
+      sql,
+      settings,
+      pgbenchScript("plain", 0, agent),
+      point.connections,
+      "plain",
+    );
+    log(`A baseline (c) pgbench into the leads schema, ${point.connections} client(s)`);
+    point.baseline_schema = await pgbenchPoint(
+      sql,
+      settings,
+      pgbenchScript("schema", 0, agent),
+      point.connections,
+      "schema",
+    );
+  }
+  for (const point of batch) {
+    log(
+      `B baseline (c) pgbench into the leads schema, ${point.connections} client(s) x ${settings.batchSize}`,
+    );
+    point.baseline_schema = await pgbenchPoint(
+      sql,
+      settings,
+      pgbenchScript("schema", settings.batchSize, agent),
+      point.connections,
+      "schema",
+    );
   }
 
   return {

@@ -71,11 +71,15 @@ function queueTables(queue: QueueReport): string {
 }
 
 export interface IngestRatios {
-  single: Array<{ connections: number; platform_vs_http: Ratios; platform_vs_pgbench: Ratios }>;
-  batch: Array<{ connections: number; platform_vs_http: Ratios }>;
+  single: Array<
+    { connections: number; platform_vs_http: Ratios; platform_vs_pgbench: Ratios; platform_vs_schema: Ratios }
+  >;
+  batch: Array<{ connections: number; platform_vs_http: Ratios; platform_vs_schema: Ratios }>;
 }
 
 const r2 = (value: number) => Math.round(value * 100) / 100;
+
+const SCHEMA_BASELINE = "(c) pgbench INSERT, leads schema";
 
 /** Platform / baseline for throughput, p50 and p99; null where either side is missing. */
 export function ratios(
@@ -96,10 +100,12 @@ export function ingestRatios(report: IngestReport): IngestRatios {
       connections: p.connections,
       platform_vs_http: ratios(p.platform, p.baseline_http),
       platform_vs_pgbench: ratios(p.platform, p.baseline_pgbench),
+      platform_vs_schema: ratios(p.platform, p.baseline_schema),
     })),
     batch: report.batch.map((p) => ({
       connections: p.connections,
       platform_vs_http: ratios(p.platform, p.baseline_http),
+      platform_vs_schema: ratios(p.platform, p.baseline_schema),
     })),
   };
 }
@@ -167,6 +173,7 @@ function ingestTables(report: IngestReport & { ratios: IngestRatios }, seconds: 
     single.push(loadRow(p.connections, "platform (ingest function)", p.platform, null));
     single.push(loadRow(p.connections, "(a) bare Hono + INSERT", p.baseline_http, r.platform_vs_http));
     single.push(loadRow(p.connections, "(b) pgbench INSERT", p.baseline_pgbench, r.platform_vs_pgbench));
+    single.push(loadRow(p.connections, SCHEMA_BASELINE, p.baseline_schema, r.platform_vs_schema));
   });
   out.push(table(header("req/s"), single));
   const off = report.outbox_off;
@@ -194,8 +201,15 @@ function ingestTables(report: IngestReport & { ratios: IngestRatios }, seconds: 
         report.batch_size,
       ),
     );
+    batch.push(
+      loadRow(p.connections, SCHEMA_BASELINE, p.baseline_schema, r.platform_vs_schema, report.batch_size),
+    );
   });
   out.push(table(header("rows/s"), batch));
+  out.push(
+    "(c) inserts into a copy of public.leads with its indexes, constraints and foreign keys but no triggers\n" +
+      "(no dedup, routing, visibility or outbox): the least this schema costs per lead on this machine.",
+  );
   out.push("");
   out.push(
     "Resources during each point: the machine's CPU (all cores), the HTTP server process's CPU per request,\n" +
@@ -219,10 +233,12 @@ function ingestTables(report: IngestReport & { ratios: IngestRatios }, seconds: 
     add("A", p, "platform", p.platform);
     add("A", p, "(a)", p.baseline_http);
     add("A", p, "(b)", p.baseline_pgbench);
+    add("A", p, "(c)", p.baseline_schema);
   }
   for (const p of report.batch) {
     add("B", p, "platform", p.platform);
     add("B", p, "(a)", p.baseline_http);
+    add("B", p, "(c)", p.baseline_schema);
   }
   out.push(
     table(
