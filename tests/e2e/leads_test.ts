@@ -1014,6 +1014,29 @@ test("POST /leads/{id}/assign reassigns within the caller's subtree and refuses 
     { from: m.deepAgent, to: m.otherAgent },
   ]);
   assert.equal(reassigned[0].actor_id, team.users.manager.id);
+  // Names for people, not only ids: who acted, and every membership an entry mentions.
+  assert.deepEqual(reassigned.map((e: { actor_name: string }) => e.actor_name), ["Manager", "Admin"]);
+  assert.deepEqual(reassigned.map((e: { member_names: unknown }) => e.member_names), [
+    { [m.agent]: "Agent", [m.deepAgent]: "Deep agent" },
+    { [m.deepAgent]: "Deep agent", [m.otherAgent]: "Other agent" },
+  ]);
+  const created = timeline.body.data[0];
+  assert.equal(created.kind, "created");
+  assert.equal(created.data.owner_membership_id, m.agent, "the owner it was created with, not today's");
+  assert.deepEqual(created.member_names, { [m.agent]: "Agent" });
+  assert.equal(created.actor_name, null, "the platform created it");
+
+  // The new owner sees the names within their own part of the hierarchy only, as with note authors.
+  const ownerView = await call(stack, "GET", `${leadPath(team.clientId, lead)}/timeline`, {
+    token: team.tokens.otherAgent,
+  });
+  assertStatus(ownerView, 200);
+  const seen = ownerView.body.data.filter((e: { kind: string }) => e.kind === "reassigned");
+  assert.deepEqual(seen.map((e: { actor_name: string | null }) => e.actor_name), [null, null]);
+  assert.deepEqual(seen.map((e: { member_names: unknown }) => e.member_names), [
+    { [m.agent]: null, [m.deepAgent]: null },
+    { [m.deepAgent]: null, [m.otherAgent]: "Other agent" },
+  ]);
 });
 
 // -- Notes ----------------------------------------------------------------------------------------------

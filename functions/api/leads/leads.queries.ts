@@ -304,22 +304,37 @@ export interface TimelineRow {
   id: string;
   kind: string;
   actor_id: string | null;
+  actor_name: string | null;
   data: Record<string, unknown>;
+  member_names: Record<string, string | null>;
   created_at: string;
 }
 
 /**
- * A lead's timeline, oldest first: a "created" entry made from the lead row, the activities the triggers
- * wrote, and the notes (in place of their note_added activities, so each note shows its text once).
+ * A lead's timeline, oldest first: a "created" entry made from the lead row (with the owner it was created
+ * with), the activities the triggers wrote, and the notes (in place of their note_added activities, so each
+ * note shows its text once). Names come through the caller's RLS, so people outside their visible part of
+ * the hierarchy stay null.
  */
 export function timeline(tx: Tx, clientId: string, leadId: string) {
   return tx<TimelineRow[]>`
-    select id, kind, actor_id, data, created_at from (
+    select e.id, e.kind, e.actor_id, actor.full_name as actor_name, e.data,
+           coalesce(mentioned.names, '{}') as member_names, e.created_at
+    from (
       select 'created' as id, 'created' as kind, null::uuid as actor_id,
              jsonb_build_object('source', l.source, 'external_ref', l.external_ref,
-               'owner_membership_id', l.owner_membership_id, 'duplicate_of', l.duplicate_of) as data,
+               'owner_membership_id', case when first_move.data is null then l.owner_membership_id
+                 else (first_move.data ->> 'from')::uuid end,
+               'duplicate_of', l.duplicate_of) as data,
              l.created_at, 0 as rank, 0::bigint as seq
-      from public.leads l where l.client_id = ${clientId} and l.id = ${leadId}
+      from public.leads l
+      -- The owner it was created with: the one its first reassignment moved it from, if it moved.
+      left join lateral (
+        select a.data from public.lead_activities a
+        where a.client_id = l.client_id and a.lead_id = l.id and a.kind = 'reassigned'
+        order by a.created_at, a.id limit 1
+      ) first_move on true
+      where l.client_id = ${clientId} and l.id = ${leadId}
       union all
       select 'activity:' || a.id, a.kind, a.actor_id, a.data, a.created_at, 1, a.id
       from public.lead_activities a
@@ -328,6 +343,18 @@ export function timeline(tx: Tx, clientId: string, leadId: string) {
       select 'note:' || n.id, 'note_added', n.author_id, jsonb_build_object('note_id', n.id, 'body', n.body),
              n.created_at, 1, 0
       from public.lead_notes n where n.client_id = ${clientId} and n.lead_id = ${leadId}
-    ) entries
-    order by rank, created_at, seq, id`;
+    ) e
+    left join public.users actor on actor.id = e.actor_id
+    -- The memberships an entry mentions: the first owner, or both sides of a reassignment.
+    left join lateral (
+      select jsonb_object_agg(r.id, u.full_name) as names
+      from unnest(case e.kind
+          when 'created' then array[(e.data ->> 'owner_membership_id')::uuid]
+          when 'reassigned' then array[(e.data ->> 'from')::uuid, (e.data ->> 'to')::uuid]
+        end) r (id)
+      left join public.memberships m on m.id = r.id
+      left join public.users u on u.id = m.user_id
+      where r.id is not null
+    ) mentioned on true
+    order by e.rank, e.created_at, e.seq, e.id`;
 }

@@ -81,7 +81,12 @@ export const timelineEntrySchema = z.object({
     description: "created, status_changed, reassigned, duplicate_received, note_added, ...",
   }),
   actor_id: nullable(z.uuid(), "The user who did it; null for the platform"),
+  actor_name: nullable(z.string(), "Null for the platform, or when the actor is outside your visible part"),
   data: z.record(z.string(), z.unknown()),
+  member_names: z.record(z.uuid(), z.string().nullable()).openapi({
+    description: "Names of the memberships the entry mentions (the first owner of created, from and to of " +
+      "reassigned); null for those outside your visible part of the hierarchy",
+  }),
   created_at: timestamp,
 }).openapi("LeadTimelineEntry");
 
