@@ -23,6 +23,8 @@ export interface EmbeddedPostgres {
   stop(): Promise<void>;
   /** Starts the server again on the same data directory and port; resolves once it accepts connections. */
   start(): Promise<void>;
+  /** Stops the server and deletes the cluster: its data directory and lock file. */
+  remove(): Promise<void>;
 }
 
 const PG_MAJOR = "17";
@@ -67,9 +69,41 @@ export async function startEmbeddedPostgres(
     dataDir,
     start: () => withLock(dataDir, () => ensureRunning(cluster)),
     stop: () => withLock(dataDir, () => stopServer(cluster)),
+    remove: () => removeCluster(cluster),
   };
   await server.start();
   return server;
+}
+
+/**
+ * Stops the server of the cluster in dataDir, if one runs, and deletes the cluster: for one that its owner
+ * (a test run that was killed) can no longer remove itself.
+ */
+export async function removeEmbeddedCluster(dataDir: string): Promise<void> {
+  await removeCluster({
+    dataDir: resolve(dataDir),
+    port: 0,
+    binDir: await prepareBinaries(),
+    owner: await unprivilegedIdentity(),
+  });
+}
+
+async function removeCluster(c: Cluster): Promise<void> {
+  await withLock(c.dataDir, () => stopServer(c));
+  await Deno.remove(c.dataDir, { recursive: true }).catch(ignoreNotFound);
+  await Deno.remove(`${c.dataDir}.lock`).catch(ignoreNotFound);
+}
+
+function ignoreNotFound(error: unknown) {
+  if (!(error instanceof Deno.errors.NotFound)) throw error;
+}
+
+/** A TCP port that was free a moment ago (the kernel picks it; the listener is closed at once). */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
 }
 
 let binaries: Promise<string> | undefined;

@@ -8,6 +8,7 @@
  */
 import postgres from "postgres";
 import { findServer, withDatabase } from "./database_server.ts";
+import { freePort, removeEmbeddedCluster } from "./embedded_postgres.ts";
 import { migrate } from "./migrate.ts";
 
 /**
@@ -52,8 +53,33 @@ async function runDenoTest(args: string[], env: Record<string, string>) {
   return { code, passed, failed };
 }
 
+const DATA = new URL("../.data/", import.meta.url).pathname;
+
+/**
+ * Removes the embedded clusters of test runs that are gone (.data/test-<purpose>-<pid>, named after the
+ * process that made them): a run stopped by its time limit or killed leaves its servers running.
+ */
+export async function removeAbandonedClusters() {
+  let entries: Deno.DirEntry[];
+  try {
+    entries = await Array.fromAsync(Deno.readDir(DATA));
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return;
+    throw error;
+  }
+  for (const entry of entries) {
+    const pid = entry.isDirectory ? entry.name.match(/^test-[a-z]+-(\d+)$/)?.[1] : undefined;
+    if (!pid || await Deno.stat(`/proc/${pid}`).then(() => true, () => false)) continue;
+    console.error(`Removing ${entry.name}, left by a test run that is gone`);
+    await removeEmbeddedCluster(DATA + entry.name);
+  }
+}
+
 if (import.meta.main) {
-  const server = await findServer({ dataDir: ".data/test-postgres", port: 54329 });
+  await removeAbandonedClusters();
+  // Without a server on 5432, a cluster of this run's own, so concurrent runs never stop each other's.
+  const embedded = { dataDir: `${DATA}test-postgres-${Deno.pid}`, port: freePort() };
+  const server = await findServer(embedded);
   const database = `lap_test_${Date.now()}_${Deno.pid}`;
   const admin = postgres(server.adminUrl, { max: 1, onnotice: () => {} });
   await admin.unsafe(`create database ${database}`);
@@ -61,13 +87,6 @@ if (import.meta.main) {
   let result = { code: 1, passed: 0, failed: 1 };
   try {
     await migrate(url, { quiet: true });
-  } catch (error) {
-    console.error(error);
-    console.log("0 passed, 1 failed");
-    await admin.unsafe(`drop database if exists ${database} with (force)`);
-    Deno.exit(1);
-  }
-  try {
     const args = Deno.args.length ? Deno.args : ["tests/"];
     result = await runDenoTest(args, {
       ...Deno.env.toObject(),
@@ -76,11 +95,15 @@ if (import.meta.main) {
       TEST_DATABASE_URL: url,
       TEST_ADMIN_DATABASE_URL: server.adminUrl,
     });
+  } catch (error) {
+    // The migrations failed: no test ran, and the run counts as one failure.
+    console.error(error);
   } finally {
     await admin.unsafe(`drop database if exists ${database} with (force)`);
     await admin.end();
-    await server.stop?.();
+    if (server.stop) await removeEmbeddedCluster(embedded.dataDir);
   }
+  await removeAbandonedClusters();
   console.log(`${result.passed} passed, ${result.failed} failed`);
   Deno.exit(result.code);
 }
