@@ -392,6 +392,77 @@ test("POST /webhooks/meta routes batched entries of two clients' pages, and park
   assert.equal((await jobsFor(`leadgen:${unknownLeadgen}`)).length, 0, "WH-52: no job for an unknown page");
 });
 
+test("deliveries parked for a page or number nobody had connected are routed once a client connects it", async () => {
+  const team = await client();
+  // A page whose leads start arriving before the client has connected it.
+  const page = graph.addPage({ name: "Early page" });
+  const form = graph.addForm(page.id);
+  const lead = graph.addLead(form.id, { fieldData: [{ name: "email", values: ["early@example.com"] }] });
+  const other = graph.addPage({ name: "Still unknown" });
+  const otherLead = graph.addLead(graph.addForm(other.id).id, {
+    fieldData: [{ name: "email", values: ["other@example.com"] }],
+  });
+  const parkedUntilConnected = async (needle: string) =>
+    await eventually(async () => {
+      const rows = await inboxRows(needle);
+      return rows.length && rows[0].status === "unroutable" ? rows : undefined;
+    });
+  assert.equal(
+    (await deliver(META_URL, leadgenChange({ pageId: page.id, formId: form.id, leadgenId: lead.id }))).status,
+    200,
+  );
+  assert.equal(
+    (await deliver(META_URL, leadgenChange({ pageId: other.id, formId: "1", leadgenId: otherLead.id })))
+      .status,
+    200,
+  );
+  await parkedUntilConnected(lead.id);
+  await parkedUntilConnected(otherLead.id);
+
+  await db()`insert into public.meta_pages (page_id, client_id, name, status)
+             values (${page.id}, ${team.clientId}, ${page.name}, 'ok')`;
+  await db()`insert into app.meta_page_tokens (page_id, token_sealed)
+             values (${page.id}, ${await sealPageToken(config, page.id, page.accessToken)})`;
+  const [stored] = await eventually(async () => {
+    const rows = await leadsOf(team.clientId);
+    return rows.length ? rows : undefined;
+  });
+  assert.equal(
+    stored.external_ref,
+    lead.id,
+    "WH-53: the parked lead reaches the client that connected its page",
+  );
+  assert.equal(stored.email, "early@example.com");
+  assert.equal((await inboxRows(lead.id))[0].status, "processed", "WH-53: and its delivery is processed");
+  assert.equal((await inboxRows(otherLead.id))[0].status, "unroutable", "WH-54: another page's stays parked");
+
+  // The same for a WhatsApp message to a number the client connects afterwards.
+  const phone = graph.addPhoneNumber();
+  const messageId = `wamid.${crypto.randomUUID()}`;
+  const waId = `1415556${String(Math.floor(Math.random() * 1e4)).padStart(4, "0")}`;
+  const [known] = await db()<{ id: string }[]>`
+    insert into public.leads (client_id, source, full_name, phone, owner_membership_id)
+    values (${team.clientId}, 'manual', 'Early writer', ${"+" + waId}, ${team.memberships.agent})
+    returning id`;
+  const message = inboundMessage({
+    phoneNumberId: phone.id,
+    from: waId,
+    id: messageId,
+    text: "Anyone there?",
+  });
+  assert.equal((await deliver(WHATSAPP_URL, message)).status, 200);
+  await parkedUntilConnected(messageId);
+  await db()`insert into public.integrations (client_id, kind, settings)
+             values (${team.clientId}, 'whatsapp', ${db().json({ phone_number_id: phone.id })})`;
+  const [received] = await eventually(async () => {
+    const rows = await db()<{ lead_id: string; body: string }[]>`
+      select lead_id, body from public.lead_messages where provider_message_id = ${messageId}`;
+    return rows.length ? rows : undefined;
+  });
+  assert.deepEqual({ ...received }, { lead_id: known.id, body: "Anyone there?" }, "WH-55: the message lands");
+  await eventually(async () => (await inboxRows(messageId))[0].status === "processed");
+});
+
 test("meta.fetch_lead with an expired page token flags the page, kills the job readably and tells the owners", async () => {
   const team = await client();
   const { page, formId } = await connectPage(team.clientId, { expired: true });
