@@ -62,6 +62,9 @@ const configSchema = z.object({
     disable_after_hours: z.coerce.number().positive(),
     allow_local_targets: flag,
   }),
+  whatsapp: z.object({
+    unconfirmed_send_wait_seconds: positiveInt,
+  }),
   google_sheets: z.object({
     writes_per_minute: positiveInt,
   }),
@@ -128,6 +131,7 @@ export function loadConfig(
     auth: file.auth,
     ingest: file.ingest,
     queue: file.queue,
+    whatsapp: file.whatsapp,
     google_sheets: file.google_sheets,
     webhooks: {
       ...file.webhooks,

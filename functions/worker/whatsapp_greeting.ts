@@ -7,8 +7,11 @@
  * - Every outbound message is recorded in public.lead_messages as `queued` BEFORE it is sent, under an id
  *   derived from the job and the message kind, so a retried job finds the same row: once it says `sent`,
  *   nothing is sent again. A message Meta refused is recorded `failed` with Meta's error, never `sent`.
- *   What remains is the gap between Meta accepting a message and the `sent` update (a crash there resends
- *   on retry): the Cloud API takes no idempotency key, so that gap cannot be closed from this side.
+ * - A send that got no answer (timeout, lost reply, a worker that died during the call) may have reached the
+ *   lead, and the Cloud API takes no idempotency key. So each send records when it started and carries the
+ *   message id as biz_opaque_callback_data, which its status webhooks echo (whatsapp_inbound.ts records the
+ *   message as sent from them); a retry that finds a send unanswered waits up to [whatsapp]
+ *   unconfirmed_send_wait_seconds for that confirmation and sends again only without it (sql/0033).
  * - A token Meta refuses (190) marks the integration broken, pauses only this client's greetings and
  *   tells the owners; 131026 (not on WhatsApp) flags the lead and finishes; rate limits retry later.
  */
@@ -45,6 +48,10 @@ interface MessageRow {
   kind: MessageKind;
   status: string;
   provider_message_id: string | null;
+  /** Seconds since a send began that WhatsApp never answered; null when none is pending. */
+  unanswered_for: number | null;
+  /** Accepted, then reported failed by a status webhook (not refused when sent). */
+  undelivered: boolean;
 }
 
 /** A stable UUID from a string (SHA-256, shaped as version 8), so a retried job addresses the same row. */
@@ -84,15 +91,15 @@ function sendTo(
   token: string,
   lead: GreetingLead,
   kind: MessageKind,
+  messageId: string,
 ) {
-  if (kind === "text") {
-    return graph.sendWhatsAppText({
-      phoneNumberId: settings.phone_number_id!,
-      accessToken: token,
-      to: lead.phone!,
-      body: settings.greeting_text!,
-    });
-  }
+  const address = {
+    phoneNumberId: settings.phone_number_id!,
+    accessToken: token,
+    to: lead.phone!,
+    callbackData: messageId,
+  };
+  if (kind === "text") return graph.sendWhatsAppText({ ...address, body: settings.greeting_text! });
   const parameters = (settings.template_parameters ?? []).map((field) => {
     const value = field.startsWith("custom.")
       ? lead.custom[field.slice(7)]
@@ -103,9 +110,7 @@ function sendTo(
     };
   });
   return graph.sendWhatsAppTemplate({
-    phoneNumberId: settings.phone_number_id!,
-    accessToken: token,
-    to: lead.phone!,
+    ...address,
     templateName: settings.template_name!,
     languageCode: settings.template_language || "en_US",
     components: parameters.length ? [{ type: "body", parameters }] : undefined,
@@ -145,7 +150,10 @@ export async function sendWhatsAppGreeting(job: Job, { sql, config }: JobContext
     template: await stableUuid(`${job.idempotency_key}:greeting:template`),
   };
   const previous = await sql<MessageRow[]>`
-    select id, kind, status, provider_message_id from public.lead_messages
+    select id, kind, status, provider_message_id,
+      extract(epoch from now() - send_started_at)::float8 as unanswered_for,
+      status = 'failed' and error ->> 'source' = 'whatsapp' as undelivered
+    from public.lead_messages
     where id in (${messageIds.text}::uuid, ${messageIds.template}::uuid)`;
   const delivered = previous.find((m) => m.status !== "queued" && m.status !== "failed");
   if (delivered) {
@@ -155,9 +163,27 @@ export async function sendWhatsAppGreeting(job: Job, { sql, config }: JobContext
       provider_message_id: delivered.provider_message_id,
     };
   }
+  // A template WhatsApp accepted and then reported undeliverable (a status webhook confirming a send that got
+  // no answer) is final: sending it again would fail the same way.
+  if (previous.some((m) => m.kind === "template" && m.undelivered)) {
+    throw new JobError("WhatsApp reported the greeting template failed; see the message's error", {
+      code: "whatsapp_failed",
+      permanent: true,
+    });
+  }
+  const unanswered = previous.find((m) => m.status === "queued" && m.unanswered_for !== null);
+  const wait = config.whatsapp.unconfirmed_send_wait_seconds - (unanswered?.unanswered_for ?? Infinity);
+  if (wait > 0) {
+    throw new JobError(
+      "The last send of this greeting got no answer from WhatsApp, so it may have reached the lead; waiting " +
+        `${Math.ceil(wait)} s for its status to confirm it before sending again`,
+      { code: "whatsapp_send_unconfirmed", retryAfterSeconds: Math.ceil(wait) },
+    );
+  }
   const textRefused = previous.some((m) => m.kind === "text" && m.status === "failed");
   const canText = lead.in_window && !!settings.greeting_text && !textRefused;
-  let kind: MessageKind = canText ? "text" : "template";
+  // Sent again as what went unanswered, so one message row holds both tries.
+  let kind: MessageKind = unanswered?.kind ?? (canText ? "text" : "template");
   if (kind === "template" && !settings.template_name) {
     throw new JobError(
       "The WhatsApp integration has no template_name, and the lead is outside the 24-hour window in which " +
@@ -170,30 +196,42 @@ export async function sendWhatsAppGreeting(job: Job, { sql, config }: JobContext
   for (;;) {
     const messageId = messageIds[kind];
     await sql`
-      insert into public.lead_messages (id, client_id, lead_id, direction, status, kind, body, template_name)
+      insert into public.lead_messages (id, client_id, lead_id, direction, status, kind, body, template_name,
+        send_started_at)
       values (${messageId}, ${lead.client_id}, ${lead.id}, 'outbound', 'queued', ${kind},
         ${kind === "text" ? settings.greeting_text! : null}, ${
       kind === "template" ? settings.template_name! : null
-    })
-      on conflict (id) do nothing`;
+    }, now())
+      on conflict (id) do update set send_started_at = now() where lead_messages.status = 'queued'`;
     try {
-      const sent = await sendTo(graph, settings, integration.secret, lead, kind);
+      const sent = await sendTo(graph, settings, integration.secret, lead, kind, messageId);
       await sql`
-        update public.lead_messages set status = 'sent', provider_message_id = ${sent.messageId}, error = null
+        update public.lead_messages
+        set status = 'sent', provider_message_id = ${sent.messageId}, error = null, send_started_at = null
         where id = ${messageId} and status = 'queued'`;
       return { message_id: messageId, kind, provider_message_id: sent.messageId };
     } catch (error) {
       if (!(error instanceof GraphApiError)) throw error;
       const detail = errorRecord(error);
-      if (error.action === "retry_later") {
-        // Not refused: the message stays queued (with the reason) and the job tries again later.
+      if (error.status === 0 && error.action === "retry_later") {
+        // No answer: the send stays pending (send_started_at) until a status confirms it or the wait ends.
         await sql`update public.lead_messages set error = ${sql.json(detail)} where id = ${messageId}`;
+        throw new JobError(`WhatsApp did not answer the greeting: ${error.message}`, {
+          code: "whatsapp_send_unconfirmed",
+          retryAfterSeconds: config.whatsapp.unconfirmed_send_wait_seconds,
+        });
+      }
+      if (error.action === "retry_later") {
+        // Answered but not taken: the message stays queued (with the reason) and the job tries again later.
+        await sql`
+          update public.lead_messages set error = ${sql.json(detail)}, send_started_at = null
+          where id = ${messageId}`;
         throw new JobError(`WhatsApp asked to retry later: ${error.message}`, {
           code: "whatsapp_retry_later",
         });
       }
       await sql`
-        update public.lead_messages set status = 'failed', error = ${sql.json(detail)}
+        update public.lead_messages set status = 'failed', error = ${sql.json(detail)}, send_started_at = null
         where id = ${messageId} and status = 'queued'`;
       if (error.action === "template_required" && kind === "text" && settings.template_name) {
         kind = "template";

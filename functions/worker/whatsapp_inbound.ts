@@ -10,7 +10,9 @@
  *   app.webhook_inbox.
  * - `whatsapp.status`: a sent/delivered/read/failed report about a message the platform sent. Statuses only
  *   move forward (queued < sent < delivered < read; failed only from queued or sent), in one conditional
- *   UPDATE, so repeated and out-of-order reports are harmless; `failed` keeps WhatsApp's error.
+ *   UPDATE, so repeated and out-of-order reports are harmless; `failed` keeps WhatsApp's error. A report
+ *   whose wamid is unknown but whose biz_opaque_callback_data names one of our messages that has no wamid
+ *   yet confirms a send that got no answer (whatsapp_greeting.ts): the message takes the wamid.
  */
 import type { Job } from "./queue.ts";
 import { type JobContext, JobError } from "./worker.ts";
@@ -18,6 +20,7 @@ import { type JobContext, JobError } from "./worker.ts";
 type Message = Record<string, unknown> & { id?: string; from?: string; timestamp?: string; type?: string };
 
 const E164 = /^\+[1-9]\d{6,14}$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const MEDIA = new Set(["image", "audio", "video", "document", "sticker"]);
 const PREVIEW_CHARS = 200;
 
@@ -120,20 +123,26 @@ export async function updateWhatsAppStatus(job: Job, { sql }: JobContext): Promi
       details: field(first, "error_data", "details") ?? null,
     }
     : null;
+  const callback = field(report, "biz_opaque_callback_data");
+  const ownId = callback !== undefined && UUID.test(callback) ? callback : null;
+  // The message by its wamid, or by our own id while its send is unanswered (no wamid recorded).
   const [row] = await sql<{ id: string | null; updated: boolean; status: string | null }[]>`
     with changed as (
       update public.lead_messages m set status = ${status},
+        provider_message_id = ${wamid}, send_started_at = null,
         error = case when ${status} = 'failed' then ${error === null ? null : sql.json(error)}::jsonb
-          else m.error end
-      where m.client_id = ${job.client_id} and m.channel = 'whatsapp' and m.provider_message_id = ${wamid}
-        and m.direction = 'outbound' and m.status = any (${from}::text[])
+          when m.provider_message_id is null then null else m.error end
+      where m.client_id = ${job.client_id} and m.channel = 'whatsapp' and m.direction = 'outbound'
+        and (m.provider_message_id = ${wamid} or (m.provider_message_id is null and m.id = ${ownId}::uuid))
+        and m.status = any (${from}::text[])
       returning m.id, m.status
     )
     select coalesce((select c.id from changed c), m.id) as id, exists (select 1 from changed) as updated,
       coalesce((select c.status from changed c), m.status) as status
     from (select 1) one
     left join public.lead_messages m on m.client_id = ${job.client_id} and m.channel = 'whatsapp'
-      and m.provider_message_id = ${wamid} and m.direction = 'outbound'`;
+      and m.direction = 'outbound'
+      and (m.provider_message_id = ${wamid} or (m.provider_message_id is null and m.id = ${ownId}::uuid))`;
   if (row.id === null) {
     if (job.attempts < UNKNOWN_MESSAGE_ATTEMPTS) {
       throw new JobError(`No outbound message ${wamid} is recorded yet`, {

@@ -27,7 +27,7 @@ import {
   testDatabaseUrl,
   uniq,
 } from "../_helpers.ts";
-import { deliver, graphErrors, leadgenChange, startGraphEmulator } from "../emulators/graph.ts";
+import { deliver, graphErrors, leadgenChange, startGraphEmulator, statusUpdate } from "../emulators/graph.ts";
 import { quotaExceeded, startGoogleEmulator } from "../emulators/google.ts";
 
 const graph = await startGraphEmulator();
@@ -45,7 +45,11 @@ const env = {
 };
 /** Every client this file creates: the only ones whose rows it looks at, and whose jobs its worker runs. */
 const mine: string[] = [];
-const stack = startStack(env, {}, { workerClients: () => mine });
+// A short wait for the status of an unanswered WhatsApp send, so those tests see the resend.
+const UNCONFIRMED_WAIT_SECONDS = 2;
+const stack = startStack(env, { whatsapp: { unconfirmed_send_wait_seconds: UNCONFIRMED_WAIT_SECONDS } }, {
+  workerClients: () => mine,
+});
 const config = loadConfig({ APP_ENV: "test", DATABASE_URL: testDatabaseUrl(), ...env });
 const template = graph.addTemplate("lead_greeting", { language: "en_US" });
 
@@ -530,6 +534,90 @@ test("whatsapp.greeting: an unreachable recipient flags the lead and the job end
     select count(*)::int as n from public.lead_activities where lead_id = ${leadId} and kind = 'whatsapp_unreachable'`;
   assert.equal(activity.n, 1, "and its timeline says why");
   assert.deepEqual((await messagesOf(leadId)).map((m) => m.status), ["failed"]);
+});
+
+/** Drains until `probe` holds, leaving retry times alone (until() brings them forward). */
+async function drainUntil<T>(what: string, probe: () => Promise<T | undefined | null | false>) {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    await drain();
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** A client with WhatsApp whose next send to a new lead fails with `fault`; returns the greeting's job. */
+async function greetingWithFault(fault: "lost_reply" | "network") {
+  const t = await tenant();
+  const phone = await connectWhatsApp(t.clientId);
+  const leadPhone = newPhone();
+  const leadId = await insertLead(t.clientId, { phone: leadPhone });
+  graph.failNext({ method: "POST", pathPattern: new RegExp(`^/${phone.id}/messages$`) }, fault);
+  const jobId = await enqueue(t.clientId, "whatsapp.greeting", { lead_id: leadId });
+  const sentTo = () => graph.state.messages.filter((m) => m.waId === digits(leadPhone));
+  const waiting = await drainUntil("the first attempt", async () => {
+    const job = await jobById(jobId);
+    return job.attempts === 1 && job.status === "queued" && job;
+  });
+  assert.equal(
+    waiting.errors[0].code,
+    "whatsapp_send_unconfirmed",
+    "an unanswered send is not resent at once",
+  );
+  return { phone, leadId, jobId, sentTo };
+}
+
+test("whatsapp.greeting: a send whose reply was lost is confirmed by its status webhook, never sent twice", async () => {
+  const { phone, leadId, jobId, sentTo } = await greetingWithFault("lost_reply");
+  const [sent] = sentTo();
+  assert.ok(sent, "WhatsApp took the message; only its answer was lost");
+  const [queued] = await db()<{ id: string; status: string }[]>`
+    select id, status from public.lead_messages where lead_id = ${leadId} and direction = 'outbound'`;
+  assert.equal(queued.status, "queued", "WA-90: unconfirmed, it stays queued");
+  assert.equal(sent.callbackData, queued.id, "WA-91: the send carried the message's id for its statuses");
+
+  const status = statusUpdate({
+    phoneNumberId: phone.id,
+    messageId: sent.id,
+    recipientId: sent.waId,
+    status: "delivered",
+    callbackData: sent.callbackData,
+  });
+  const webhook = `${stack.url}/functions/v1/webhooks/whatsapp`;
+  assert.equal((await deliver(webhook, status, { appSecret: graph.appSecret })).status, 200);
+  const job = await drainUntil("the greeting to finish", async () => {
+    const row = await jobById(jobId);
+    return row.status === "succeeded" && row;
+  });
+  assert.equal(job.attempts, 2);
+  assert.equal(sentTo().length, 1, "WA-92: the lead is greeted once");
+  assert.deepEqual(
+    (await messagesOf(leadId)).map((m) => [m.status, m.provider_message_id, m.error]),
+    [["delivered", sent.id, null]],
+    "WA-93: the status recorded the message as delivered under its wamid",
+  );
+});
+
+test("whatsapp.greeting: a send that never reached WhatsApp is sent again once the wait for its status ends", async () => {
+  const started = Date.now();
+  const { leadId, jobId, sentTo } = await greetingWithFault("network");
+  assert.equal(sentTo().length, 0, "the connection failed before WhatsApp took anything");
+  const job = await drainUntil("the resend", async () => {
+    const row = await jobById(jobId);
+    return row.status === "succeeded" && row;
+  });
+  assert.ok(
+    Date.now() - started >= UNCONFIRMED_WAIT_SECONDS * 1000,
+    "WA-94: the resend waited for a status that never came",
+  );
+  assert.equal(job.attempts, 2);
+  assert.equal(sentTo().length, 1, "WA-95: then sent once");
+  assert.deepEqual((await messagesOf(leadId)).map((m) => [m.status, m.provider_message_id]), [[
+    "sent",
+    sentTo()[0].id,
+  ]]);
 });
 
 test("meta.backfill: a missed lead is created once, and the webhook path does not duplicate it", async () => {

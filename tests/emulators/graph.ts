@@ -218,6 +218,8 @@ export interface SentMessage {
   type: "text" | "template";
   text?: string;
   template?: { name: string; language: string };
+  /** biz_opaque_callback_data: echoed in the message's status webhooks. */
+  callbackData?: string;
   payload: Record<string, unknown>;
   at: Date;
 }
@@ -294,8 +296,11 @@ export interface GraphEmulator {
   openServiceWindow(phoneNumberId: string, waId: string, at?: Date): void;
   /** Makes a recipient undeliverable (error 131026). */
   markUnreachable(waId: string): void;
-  /** Answers the next `times` matching requests with `error` ("network" resets the connection). */
-  failNext(matcher: RequestMatcher, error: GraphErrorResponse | "network", times?: number): void;
+  /**
+   * Answers the next `times` matching requests with `error`: "network" resets the connection before the
+   * request is handled, "lost_reply" handles it (a message is sent) and then resets the connection.
+   */
+  failNext(matcher: RequestMatcher, error: Fault, times?: number): void;
   /**
    * Holds the next `times` matching requests (all by default) for `ms` before handling them, for client
    * timeouts. A request the client gave up on is still handled afterwards, as Meta would: a timed-out send
@@ -315,6 +320,8 @@ export interface GraphEmulator {
 
 const TWENTY_FOUR_HOURS_MS = 24 * 3600 * 1000;
 const TEXT_BODY_MAX = 4096;
+/** Longest biz_opaque_callback_data the Cloud API accepts. */
+const CALLBACK_DATA_MAX = 512;
 const LEAD_FIELDS = new Set([
   "id",
   "created_time",
@@ -361,6 +368,9 @@ function errorResponse(error: GraphErrorResponse): Response {
   return json(error.status, error.body, headers);
 }
 
+/** An injected failure: a Graph error answer, or a connection reset before or after handling. */
+type Fault = GraphErrorResponse | "network" | "lost_reply";
+
 const EMULATED_RESET = new Error("Emulated network failure");
 
 /** A response whose body fails after the headers, which the client sees as a reset connection. */
@@ -405,7 +415,7 @@ export function startGraphEmulator(options: GraphEmulatorOptions = {}): Promise<
   const appAccessToken = `${appId}|${appSecret}`;
   const now = options.now ?? (() => new Date());
   const stopping = new AbortController();
-  const faults: { matcher: RequestMatcher; error: GraphErrorResponse | "network"; remaining: number }[] = [];
+  const faults: { matcher: RequestMatcher; error: Fault; remaining: number }[] = [];
   const delays: { matcher: RequestMatcher; ms: number; remaining: number }[] = [];
 
   const state: GraphEmulatorState = {
@@ -664,6 +674,13 @@ export function startGraphEmulator(options: GraphEmulatorOptions = {}): Promise<
     if (!/^[1-9]\d{6,14}$/.test(waId)) {
       return invalid("Invalid parameter", `Parameter to is not a valid phone number: "${to}"`);
     }
+    const callbackData = message.biz_opaque_callback_data;
+    if (
+      callbackData !== undefined &&
+      (typeof callbackData !== "string" || callbackData.length > CALLBACK_DATA_MAX)
+    ) {
+      return invalid(`Param biz_opaque_callback_data must be at most ${CALLBACK_DATA_MAX} characters long.`);
+    }
     const type = message.type ?? "text";
     const sent: SentMessage = {
       id: "wamid." + btoa(randomFrom(ALPHANUMERIC, 36)),
@@ -674,6 +691,7 @@ export function startGraphEmulator(options: GraphEmulatorOptions = {}): Promise<
       payload: message,
       at: now(),
     };
+    if (callbackData !== undefined) sent.callbackData = callbackData;
     if (type === "text") {
       const text = record(message.text)?.body;
       if (typeof text !== "string" || text === "") return invalid("The parameter text['body'] is required.");
@@ -762,10 +780,16 @@ export function startGraphEmulator(options: GraphEmulatorOptions = {}): Promise<
     const fault = faults.find((rule) => rule.remaining > 0 && matches(rule.matcher, request.method, path));
     if (fault) {
       fault.remaining--;
-      return fault.error === "network" ? resetConnection() : errorResponse(fault.error);
+      if (fault.error === "network") return resetConnection();
+      if (fault.error !== "lost_reply") return errorResponse(fault.error);
     }
+    const response = await route(request, url, path, body);
+    // The request took effect; only its answer is lost on the way back.
+    return fault?.error === "lost_reply" ? resetConnection() : response;
+  }
 
-    if (!url.pathname.startsWith(prefix + "/")) {
+  function route(request: Request, url: URL, path: string, body: unknown): Response | Promise<Response> {
+    if (!url.pathname.startsWith(`/${version}/`)) {
       return errorResponse(graphError(400, 2500, `Unknown path components: ${url.pathname}`));
     }
     const segments = path.split("/").filter(Boolean);
@@ -1054,6 +1078,8 @@ export function statusUpdate(
     status: "sent" | "delivered" | "read" | "failed";
     timestamp?: Date;
     error?: { code: number; title: string; details?: string };
+    /** The biz_opaque_callback_data the message was sent with, which its statuses echo. */
+    callbackData?: string;
   },
 ): MetaWebhookPayload {
   const status: Record<string, unknown> = {
@@ -1062,6 +1088,7 @@ export function statusUpdate(
     timestamp: String(unixSeconds(options.timestamp ?? new Date())),
     recipient_id: options.recipientId,
   };
+  if (options.callbackData !== undefined) status.biz_opaque_callback_data = options.callbackData;
   if (options.status === "failed") {
     const error = options.error ?? { code: 131026, title: "Message undeliverable" };
     status.errors = [{

@@ -389,6 +389,40 @@ test("GraphEmulator.deliver() of an inbound WhatsApp message opens the window fo
   });
 });
 
+test("createGraphClient() sends biz_opaque_callback_data, which the message's statuses echo", async () => {
+  await withGraph(async (graph, client) => {
+    const phone = graph.addPhoneNumber();
+    graph.addTemplate("lead_welcome");
+    const address = { phoneNumberId: phone.id, accessToken: phone.accessToken, to: "+4915100000001" };
+    const sent = await client.sendWhatsAppTemplate({
+      ...address,
+      templateName: "lead_welcome",
+      languageCode: "en_US",
+      callbackData: "greeting-42",
+    });
+    const request = graph.state.requests.at(-1)!;
+    assert.equal((request.body as Record<string, unknown>).biz_opaque_callback_data, "greeting-42");
+    const message = graph.state.messages.find((m) => m.id === sent.messageId)!;
+    assert.equal(message.callbackData, "greeting-42");
+    const status = statusUpdate({
+      phoneNumberId: phone.id,
+      messageId: sent.messageId,
+      recipientId: message.waId,
+      status: "sent",
+      callbackData: message.callbackData,
+    });
+    const [reported] = status.entry[0].changes[0].value.statuses as Record<string, unknown>[];
+    assert.equal(reported.biz_opaque_callback_data, "greeting-42");
+
+    const requests = graph.state.requests.length;
+    const tooLong = await graphFailure(
+      client.sendWhatsAppText({ ...address, body: "Hi", callbackData: "x".repeat(513) }),
+    );
+    assert.equal(tooLong.action, "failed", "over 512 characters is refused before sending");
+    assert.equal(graph.state.requests.length, requests, "nothing was sent");
+  });
+});
+
 test("createGraphClient().sendWhatsAppText() reports an unreachable recipient (131026 → recipient_unreachable)", async () => {
   await withGraph(async (graph, client) => {
     const phone = graph.addPhoneNumber();

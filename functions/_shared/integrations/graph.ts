@@ -205,23 +205,32 @@ export interface GraphClient {
   /** Inspects `inputToken` with the app access token (`<app-id>|<app-secret>`), for credential health. */
   debugToken(inputToken: string, appAccessToken: string): Promise<TokenDebugInfo>;
   /** Sends an approved template message, the only kind allowed outside the customer-service window. */
-  sendWhatsAppTemplate(message: {
-    phoneNumberId: string;
-    accessToken: string;
-    to: string;
-    templateName: string;
-    languageCode: string;
-    components?: WhatsAppTemplateComponent[];
-  }): Promise<WhatsAppSendResult>;
+  sendWhatsAppTemplate(
+    message: WhatsAppAddress & {
+      templateName: string;
+      languageCode: string;
+      components?: WhatsAppTemplateComponent[];
+    },
+  ): Promise<WhatsAppSendResult>;
   /** Sends a free-form text message (refused with `template_required` outside the 24-hour window). */
-  sendWhatsAppText(message: {
-    phoneNumberId: string;
-    accessToken: string;
-    to: string;
-    body: string;
-    previewUrl?: boolean;
-  }): Promise<WhatsAppSendResult>;
+  sendWhatsAppText(
+    message: WhatsAppAddress & { body: string; previewUrl?: boolean },
+  ): Promise<WhatsAppSendResult>;
 }
+
+/** Who sends a WhatsApp message to whom, and what its status webhooks should carry back. */
+export interface WhatsAppAddress {
+  phoneNumberId: string;
+  accessToken: string;
+  to: string;
+  /**
+   * biz_opaque_callback_data (at most 512 characters): every status webhook of the message echoes it, so a
+   * message whose send got no answer can still be recognised when its statuses arrive.
+   */
+  callbackData?: string;
+}
+
+const CALLBACK_DATA_MAX = 512;
 
 const LEAD_FIELDS = "id,created_time,field_data,form_id,ad_id,campaign_id,platform,is_organic";
 const DEFAULT_TIMEOUT_MS = 10_000;
@@ -367,17 +376,24 @@ export function createGraphClient(
   }
 
   async function sendWhatsApp(
-    phoneNumberId: string,
-    accessToken: string,
-    to: string,
+    { phoneNumberId, accessToken, to, callbackData }: WhatsAppAddress,
     message: Record<string, unknown>,
   ): Promise<WhatsAppSendResult> {
+    if (callbackData !== undefined && callbackData.length > CALLBACK_DATA_MAX) {
+      throw invalidRequest(`callbackData is longer than ${CALLBACK_DATA_MAX} characters`);
+    }
     const { status, data } = await request(
       "POST",
       `/${objectId(phoneNumberId, "Phone number id")}/messages`,
       accessToken,
       {},
-      { messaging_product: "whatsapp", recipient_type: "individual", to: whatsAppRecipient(to), ...message },
+      {
+        messaging_product: "whatsapp",
+        recipient_type: "individual",
+        to: whatsAppRecipient(to),
+        ...(callbackData === undefined ? {} : { biz_opaque_callback_data: callbackData }),
+        ...message,
+      },
     );
     const sent = Array.isArray(data.messages) ? record(data.messages[0]) : null;
     const contact = Array.isArray(data.contacts) ? record(data.contacts[0]) : null;
@@ -457,17 +473,14 @@ export function createGraphClient(
       return result;
     },
 
-    sendWhatsAppTemplate({ phoneNumberId, accessToken, to, templateName, languageCode, components }) {
+    sendWhatsAppTemplate({ templateName, languageCode, components, ...address }) {
       const template: Record<string, unknown> = { name: templateName, language: { code: languageCode } };
       if (components?.length) template.components = components;
-      return sendWhatsApp(phoneNumberId, accessToken, to, { type: "template", template });
+      return sendWhatsApp(address, { type: "template", template });
     },
 
-    sendWhatsAppText({ phoneNumberId, accessToken, to, body, previewUrl }) {
-      return sendWhatsApp(phoneNumberId, accessToken, to, {
-        type: "text",
-        text: { preview_url: previewUrl ?? false, body },
-      });
+    sendWhatsAppText({ body, previewUrl, ...address }) {
+      return sendWhatsApp(address, { type: "text", text: { preview_url: previewUrl ?? false, body } });
     },
   };
 }
