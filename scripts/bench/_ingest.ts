@@ -232,11 +232,14 @@ const probeLead = (n: number) => ({
   phone: `+1213555${String(1000 + n).slice(-4)}`,
 });
 
+/** Where a point's leads are counted: public.leads, or the baselines' plain or schema table. */
+type Table = "platform" | "plain" | "schema";
+
 /**
  * A pgbench script: the baselines' INSERT of one lead (rows = 0) or a multi-row INSERT of `rows` leads, into
  * the plain table (b) or the schema table (c), whose rows get an owner as the assignment rule would give.
  */
-function pgbenchScript(table: "plain" | "schema", rows: number, agent: string): string {
+function pgbenchScript(table: Exclude<Table, "platform">, rows: number, agent: string): string {
   const payload = JSON.stringify({
     full_name: "Bench Lead 123456",
     email: "lead-123456@bench.example.com",
@@ -269,8 +272,6 @@ function base(): number {
   nextBase += 1_000_000;
   return nextBase;
 }
-
-type Table = "platform" | "plain" | "schema";
 
 async function count(sql: Sql, table: Table): Promise<number> {
   const [row] = table === "platform"
@@ -499,35 +500,19 @@ export async function benchIngest(sql: Sql, settings: IngestSettings): Promise<I
     await baseline.stop();
   }
 
+  const pgbench = (table: Exclude<Table, "platform">, rows: number, connections: number) =>
+    pgbenchPoint(sql, settings, pgbenchScript(table, rows, agent), connections, table);
   for (const point of single) {
     log(`A baseline (b) pgbench, ${point.connections} client(s)`);
-    point.baseline_pgbench = await pgbenchPoint(
-      sql,
-      settings,
-      pgbenchScript("plain", 0, agent),
-      point.connections,
-      "plain",
-    );
+    point.baseline_pgbench = await pgbench("plain", 0, point.connections);
     log(`A baseline (c) pgbench into the leads schema, ${point.connections} client(s)`);
-    point.baseline_schema = await pgbenchPoint(
-      sql,
-      settings,
-      pgbenchScript("schema", 0, agent),
-      point.connections,
-      "schema",
-    );
+    point.baseline_schema = await pgbench("schema", 0, point.connections);
   }
   for (const point of batch) {
     log(
       `B baseline (c) pgbench into the leads schema, ${point.connections} client(s) x ${settings.batchSize}`,
     );
-    point.baseline_schema = await pgbenchPoint(
-      sql,
-      settings,
-      pgbenchScript("schema", settings.batchSize, agent),
-      point.connections,
-      "schema",
-    );
+    point.baseline_schema = await pgbench("schema", settings.batchSize, point.connections);
   }
 
   return {
