@@ -15,7 +15,8 @@
 
 -- Puts back to pending the unroutable deliveries that name the page or number just connected, worded as
 -- app.route_webhook_inbox() words them: "page <id> not connected (leadgen ...)" and "WhatsApp phone number
--- <id> not connected", joined by "; ".
+-- <id> not connected", joined by "; ". Whichever endpoint received them: one Meta app may send both kinds to
+-- either URL.
 create function app._reroute_parked_deliveries() returns trigger
 language plpgsql
 security definer
@@ -24,11 +25,11 @@ as $$
 begin
   if tg_table_name = 'meta_pages' then
     update app.webhook_inbox i set status = 'pending', error = null, processed_at = null
-    where i.status = 'unroutable' and i.provider = 'meta'
+    where i.status = 'unroutable'
       and strpos('; ' || i.error, '; page ' || new.page_id || ' not connected (') > 0;
   else
     update app.webhook_inbox i set status = 'pending', error = null, processed_at = null
-    where i.status = 'unroutable' and i.provider = 'whatsapp'
+    where i.status = 'unroutable'
       and strpos('; ' || i.error || ';',
         '; WhatsApp phone number ' || (new.settings ->> 'phone_number_id') || ' not connected;') > 0;
   end if;
