@@ -19,7 +19,7 @@ import { loadIntegration } from "../_shared/integrations/credentials.ts";
 import { createGraphClient, GraphApiError, type GraphClient } from "../_shared/integrations/graph.ts";
 import type { Sql } from "../_shared/db.ts";
 import { markIntegrationBroken } from "./integration_status.ts";
-import type { Job } from "./queue.ts";
+import { backoffSeconds, type Job } from "./queue.ts";
 import { type JobContext, JobError } from "./worker.ts";
 
 interface WhatsAppSettings {
@@ -171,13 +171,16 @@ export async function sendWhatsAppGreeting(job: Job, { sql, config }: JobContext
       permanent: true,
     });
   }
+  // Waiting for a confirmation, the job still backs off as any retry does, so an outage of WhatsApp uses up
+  // its attempts no faster than before.
+  const retryAfter = (wait: number) => Math.ceil(Math.max(wait, backoffSeconds(config, job.attempts)));
   const unanswered = previous.find((m) => m.status === "queued" && m.unanswered_for !== null);
   const wait = config.whatsapp.unconfirmed_send_wait_seconds - (unanswered?.unanswered_for ?? Infinity);
   if (wait > 0) {
     throw new JobError(
       "The last send of this greeting got no answer from WhatsApp, so it may have reached the lead; waiting " +
         `${Math.ceil(wait)} s for its status to confirm it before sending again`,
-      { code: "whatsapp_send_unconfirmed", retryAfterSeconds: Math.ceil(wait) },
+      { code: "whatsapp_send_unconfirmed", retryAfterSeconds: retryAfter(wait) },
     );
   }
   const textRefused = previous.some((m) => m.kind === "text" && m.status === "failed");
@@ -218,7 +221,7 @@ export async function sendWhatsAppGreeting(job: Job, { sql, config }: JobContext
         await sql`update public.lead_messages set error = ${sql.json(detail)} where id = ${messageId}`;
         throw new JobError(`WhatsApp did not answer the greeting: ${error.message}`, {
           code: "whatsapp_send_unconfirmed",
-          retryAfterSeconds: config.whatsapp.unconfirmed_send_wait_seconds,
+          retryAfterSeconds: retryAfter(config.whatsapp.unconfirmed_send_wait_seconds),
         });
       }
       if (error.action === "retry_later") {

@@ -45,11 +45,13 @@ const env = {
 };
 /** Every client this file creates: the only ones whose rows it looks at, and whose jobs its worker runs. */
 const mine: string[] = [];
-// A short wait for the status of an unanswered WhatsApp send, so those tests see the resend.
+// A short wait for the status of an unanswered WhatsApp send (and a backoff below it), so those tests see the
+// resend.
 const UNCONFIRMED_WAIT_SECONDS = 2;
-const stack = startStack(env, { whatsapp: { unconfirmed_send_wait_seconds: UNCONFIRMED_WAIT_SECONDS } }, {
-  workerClients: () => mine,
-});
+const stack = startStack(env, {
+  whatsapp: { unconfirmed_send_wait_seconds: UNCONFIRMED_WAIT_SECONDS },
+  queue: { retry_base_seconds: 1, retry_jitter: 0 },
+}, { workerClients: () => mine });
 const config = loadConfig({ APP_ENV: "test", DATABASE_URL: testDatabaseUrl(), ...env });
 const template = graph.addTemplate("lead_greeting", { language: "en_US" });
 
