@@ -205,7 +205,11 @@ export async function sendWhatsAppGreeting(job: Job, { sql, config }: JobContext
         ${kind === "text" ? settings.greeting_text! : null}, ${
       kind === "template" ? settings.template_name! : null
     }, now())
-      on conflict (id) do update set send_started_at = now() where lead_messages.status = 'queued'`;
+      on conflict (id) do update set status = 'queued', error = null, send_started_at = now()
+      -- A message WhatsApp refused when it was sent goes out again only on a deliberate retry of the job
+      -- (after the client fixed the cause), and is queued again so that its outcome is recorded.
+      where lead_messages.status = 'queued'
+        or (lead_messages.status = 'failed' and lead_messages.error ->> 'source' is distinct from 'whatsapp')`;
     try {
       const sent = await sendTo(graph, settings, integration.secret, lead, kind, messageId);
       await sql`

@@ -622,6 +622,39 @@ test("whatsapp.greeting: a send that never reached WhatsApp is sent again once t
   ]]);
 });
 
+test("whatsapp.greeting: a dead greeting retried once its template is fixed is sent and recorded sent", async () => {
+  const t = await tenant();
+  const phone = await connectWhatsApp(t.clientId, { template_name: "lead_greeting_v2" });
+  const leadId = await insertLead(t.clientId);
+  const jobId = await enqueue(t.clientId, "whatsapp.greeting", { lead_id: leadId });
+  const dead = await until("the refused greeting", async () => {
+    const job = await jobById(jobId);
+    return job.status === "dead" && job;
+  });
+  assert.equal(dead.errors.at(-1)!.code, "whatsapp_refused", "WhatsApp does not know the template");
+  assert.deepEqual((await messagesOf(leadId)).map((m) => m.status), ["failed"]);
+
+  // The client fixes the template name and retries the job through the API.
+  await db()`update public.integrations set settings = settings || ${
+    db().json({ template_name: template.name })
+  }
+             where client_id = ${t.clientId} and kind = 'whatsapp'`;
+  const retried = await call(stack, "POST", `/api/clients/${t.clientId}/jobs/${jobId}/retry`, {
+    token: t.token,
+  });
+  assert.equal(retried.status, 200, JSON.stringify(retried.body));
+  await until("the retried greeting", async () => (await jobById(jobId)).status === "succeeded");
+  const [message] = await messagesOf(leadId);
+  assert.equal(message.status, "sent", "WA-96: the message the retry sent is recorded sent, not failed");
+  assert.equal(message.error, null);
+  const sent = graph.state.messages.filter((m) => m.phoneNumberId === phone.id);
+  assert.deepEqual(
+    sent.map((m) => m.id),
+    [message.provider_message_id],
+    "sent once, under the recorded wamid",
+  );
+});
+
 test("meta.backfill: a missed lead is created once, and the webhook path does not duplicate it", async () => {
   const t = await tenant();
   const { page, form } = await connectPage(t.clientId);
