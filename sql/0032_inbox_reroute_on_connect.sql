@@ -20,17 +20,16 @@ language plpgsql
 security definer
 set search_path = ''
 as $$
+declare
+  v_named text;
 begin
   if tg_table_name = 'meta_pages' then
-    update app.webhook_inbox i set status = 'pending', error = null, processed_at = null
-    where i.status = 'unroutable'
-      and strpos('; ' || i.error, '; page ' || new.page_id || ' not connected (') > 0;
+    v_named := '; page ' || new.page_id || ' not connected (';
   else
-    update app.webhook_inbox i set status = 'pending', error = null, processed_at = null
-    where i.status = 'unroutable'
-      and strpos('; ' || i.error || ';',
-        '; WhatsApp phone number ' || (new.settings ->> 'phone_number_id') || ' not connected;') > 0;
+    v_named := '; WhatsApp phone number ' || (new.settings ->> 'phone_number_id') || ' not connected;';
   end if;
+  update app.webhook_inbox i set status = 'pending', error = null, processed_at = null
+  where i.status = 'unroutable' and strpos('; ' || i.error || ';', v_named) > 0;
   return null;
 end
 $$;

@@ -173,7 +173,7 @@ export async function sendWhatsAppGreeting(job: Job, { sql, config }: JobContext
   }
   // Waiting for a confirmation, the job still backs off as any retry does, so an outage of WhatsApp uses up
   // its attempts no faster than before.
-  const retryAfter = (wait: number) => Math.ceil(Math.max(wait, backoffSeconds(config, job.attempts)));
+  const retryAfter = (seconds: number) => Math.ceil(Math.max(seconds, backoffSeconds(config, job.attempts)));
   const unanswered = previous.find((m) => m.status === "queued" && m.unanswered_for !== null);
   const wait = config.whatsapp.unconfirmed_send_wait_seconds - (unanswered?.unanswered_for ?? Infinity);
   if (wait > 0) {
