@@ -19,7 +19,7 @@
  *   BENCH_QUEUE_JOBS=20000      webhook jobs per worker point of section D
  *   BENCH_LATENCY_RATE=200      leads/s (and BENCH_LATENCY_SECONDS=10) of section D's latency point
  *   BENCH_LEADS=1000000         leads generated for section C
- *   BENCH_LIST_ITERATIONS=1000  most runs per lead-list case (each case also stops after 5 s)
+ *   BENCH_LIST_ITERATIONS=1000  most runs per lead-list case (each also stops after 5 s of its own runs)
  *   BENCH_POOL=20               postgres.js pool size of each HTTP server
  *   BENCH_KEEP_DB=1             keep the database afterwards (for EXPLAIN); its name is printed
  */

@@ -207,47 +207,62 @@ function stats(samples: number[]): Stats {
 
 type Query = (tx: Tx) => Promise<readonly { id: string }[]>;
 
-/**
- * Times one case: warm-up runs (20, and at least half a second), then up to `iterations` runs or
- * `secondsPerCase`, whichever ends first (at least 10). RLS cases first take the authenticated role and the
- * caller's claims, as asUser() does.
- */
-async function measure(
-  sql: Sql,
-  settings: ListSettings,
-  claims: Claims | null,
-  query: Query,
-): Promise<{ statement: Stats; transaction: Stats; ids: string[] }> {
-  const statement: number[] = [];
-  const transaction: number[] = [];
+/** One timed case: its caller's claims (null for the superuser cases) and its query. */
+interface Timed {
+  claims: Claims | null;
+  query: Query;
+}
+
+/** BEGIN, (the authenticated role and the caller's claims, as asUser() sets them,) the query, COMMIT. */
+async function runOnce(sql: Sql, timed: Timed) {
+  const began = performance.now();
+  let statementMs = 0;
   let ids: string[] = [];
-  const once = async () => {
-    const began = performance.now();
-    let statementMs = 0;
-    await sql.begin(async (tx) => {
-      if (claims) {
-        await tx`select set_config('role', 'authenticated', true),
-                        set_config('request.jwt.claims', ${JSON.stringify(claims)}, true)`;
-      }
-      const started = performance.now();
-      const rows = await query(tx);
-      statementMs = performance.now() - started;
-      ids = rows.map((row) => row.id);
-    });
-    return { statementMs, transactionMs: performance.now() - began };
-  };
-  // Warm-up: caches, prepared statements and postgres.js's statement descriptions.
-  const warm = performance.now() + 500;
-  for (let i = 0; i < 20 || performance.now() < warm; i++) await once();
-  const deadline = performance.now() + settings.secondsPerCase * 1000;
-  while (
-    statement.length < 10 || (statement.length < settings.iterations && performance.now() < deadline)
-  ) {
-    const { statementMs, transactionMs } = await once();
-    statement.push(statementMs);
-    transaction.push(transactionMs);
+  await sql.begin(async (tx) => {
+    if (timed.claims) {
+      await tx`select set_config('role', 'authenticated', true),
+                      set_config('request.jwt.claims', ${JSON.stringify(timed.claims)}, true)`;
+    }
+    const started = performance.now();
+    const rows = await timed.query(tx);
+    statementMs = performance.now() - started;
+    ids = rows.map((row) => row.id);
+  });
+  return { statementMs, transactionMs: performance.now() - began, ids };
+}
+
+/**
+ * Times every case, interleaved: after a warm-up (20 runs and at least half a second per case: caches,
+ * prepared statements, postgres.js's statement descriptions), each round runs every unfinished case once.
+ * So whatever else the machine does meanwhile falls on all cases alike and leaves their ratios alone. A case
+ * is done after `iterations` runs or `secondsPerCase` of its own runs, whichever comes first (at least 10).
+ */
+async function measureAll(sql: Sql, settings: ListSettings, cases: Timed[]) {
+  const samples = cases.map(() => ({ statement: [] as number[], transaction: [] as number[], spentMs: 0 }));
+  const ids: string[][] = cases.map(() => []);
+  for (const timed of cases) {
+    const warm = performance.now() + 500;
+    for (let i = 0; i < 20 || performance.now() < warm; i++) await runOnce(sql, timed);
   }
-  return { statement: stats(statement), transaction: stats(transaction), ids };
+  const unfinished = (i: number) =>
+    samples[i].statement.length < 10 ||
+    (samples[i].statement.length < settings.iterations &&
+      samples[i].spentMs < settings.secondsPerCase * 1000);
+  for (let round = 0; cases.some((_, i) => unfinished(i)); round++) {
+    for (const [i, timed] of cases.entries()) {
+      if (!unfinished(i)) continue;
+      const run = await runOnce(sql, timed);
+      samples[i].statement.push(run.statementMs);
+      samples[i].transaction.push(run.transactionMs);
+      samples[i].spentMs += run.transactionMs;
+      ids[i] = run.ids;
+    }
+  }
+  return samples.map((s, i) => ({
+    statement: stats(s.statement),
+    transaction: stats(s.transaction),
+    ids: ids[i],
+  }));
 }
 
 const sameIds = (a: string[], b: string[]) => a.length === b.length && a.every((id, i) => id === b[i]);
@@ -443,9 +458,14 @@ export async function benchLeadList(sql: Sql, settings: ListSettings): Promise<L
   const cases: ListCase[] = [];
   const ids: Record<string, string[]> = {};
   try {
-    for (const d of definitions) {
-      log(`C ${d.id}`);
-      const result = await measure(measured, settings, d.rls ? claimsOf(d.who) : null, d.query);
+    log(`C timing ${definitions.length} cases, interleaved`);
+    const results = await measureAll(
+      measured,
+      settings,
+      definitions.map((d) => ({ claims: d.rls ? claimsOf(d.who) : null, query: d.query })),
+    );
+    for (const [i, d] of definitions.entries()) {
+      const result = results[i];
       ids[d.id] = result.ids;
       cases.push({
         id: d.id,
