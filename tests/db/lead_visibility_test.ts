@@ -1,8 +1,9 @@
 /**
- * The lead visibility helpers of sql/0017_lead_list_speed.sql as the leads policies use them, and listLeads()
- * in one statement: each scope sees its part and only with the permission, a change of role, hierarchy,
- * membership or account applies to the very next statement (even inside one open transaction), and both
- * paths of the list (visibility index, plain query) return exactly what row-level security returns.
+ * The lead visibility helpers of sql/0017_lead_list_speed.sql and sql/0034_inlined_membership_lookup.sql as
+ * the leads policies use them, and listLeads() in one statement: each scope sees its part and only with the
+ * permission, a change of role, hierarchy, membership or account applies to the very next statement (even
+ * inside one open transaction), and both paths of the list (visibility index, plain query) return exactly
+ * what row-level security returns.
  *
  * Fixtures are written as the superuser with db(); members act under row-level security with actAs().
  */
@@ -191,4 +192,51 @@ test("LV-03: listLeads pages, by index and plain, hold exactly what row-level se
     (tx) => listLeads(tx, clientId, { duplicates: "include" }, { limit: 3 }),
   );
   assert.deepEqual(blind, { rows: [], more: false }, "LV-03: without leads.read the list is empty");
+});
+
+test("LV-04: the helpers read the caller's memberships inline, API roles cannot call that lookup, and a member who is a platform administrator lists every lead", async () => {
+  const { clientId, users, leads } = await teamWithLeads();
+  const calls = await db().begin(async (tx) => {
+    await tx`set local track_functions = 'all'`;
+    await tx`select set_config('role', 'authenticated', true),
+                    set_config('request.jwt.claims', ${
+      JSON.stringify({ sub: users.manager.id, role: "authenticated", client_id: clientId })
+    }, true)`;
+    await tx`select app.visible_lead_page(${clientId}, 10), app.team_member_ids_with('leads.read'),
+                    app.full_scope_client_ids_with('leads.read'), (select count(*) from app._my_memberships())`;
+    await tx`reset role`;
+    const rows = await tx<{ name: string; calls: number }[]>`
+      select f as name, coalesce(pg_stat_get_xact_function_calls(f::regproc::oid), 0)::int as calls
+      from unnest(array['app.visible_lead_page', 'app.team_member_ids_with', 'app.full_scope_client_ids_with',
+                        'app._my_memberships', 'app._active_memberships_of']) f`;
+    return Object.fromEntries(rows.map((row) => [row.name, row.calls]));
+  });
+  // Counted helpers show the tracking works; a lookup that is not inlined would count a call per helper
+  // (a `set search_path`, security definer or a subquery argument each stop the inlining).
+  assert.deepEqual(calls, {
+    "app.visible_lead_page": 1,
+    "app.team_member_ids_with": 1,
+    "app.full_scope_client_ids_with": 1,
+    "app._my_memberships": 1,
+    "app._active_memberships_of": 0,
+  });
+
+  await assert.rejects(
+    actAs(users.agent.id, clientId, (tx) => tx`select * from app._active_memberships_of(${users.admin.id})`),
+    (error: { code?: string }) => error.code === "42501",
+    "LV-04: API roles cannot call the membership lookup",
+  );
+
+  const listAsManager = () =>
+    actAs(users.manager.id, clientId, async (tx) => {
+      const { rows } = await listLeads(tx, clientId, { duplicates: "include" }, { limit: 50 });
+      return sorted(rows.map((row) => row.id));
+    });
+  assert.deepEqual(await listAsManager(), sorted([...leads.manager, ...leads.agent]));
+  await db()`update public.users set is_platform_admin = true where id = ${users.manager.id}`;
+  assert.deepEqual(
+    await listAsManager(),
+    sorted([...leads.manager, ...leads.agent, ...leads.otherAgent, ...leads.unassigned]),
+    "LV-04: a platform administrator sees every lead, member or not",
+  );
 });
