@@ -82,6 +82,23 @@ export function fieldErrors(issues: z.core.$ZodIssue[], prefix: string): FieldEr
   });
 }
 
+export const NUL_MESSAGE = "Text may not contain the NUL character (\\u0000)";
+
+/**
+ * The path to the first string or object key holding U+0000, which PostgreSQL text and jsonb cannot store,
+ * or undefined when there is none.
+ */
+export function nulPath(value: unknown): string[] | undefined {
+  if (typeof value === "string") return value.includes("\0") ? [] : undefined;
+  if (value === null || typeof value !== "object") return undefined;
+  for (const [key, inner] of Object.entries(value)) {
+    if (key.includes("\0")) return [key];
+    const below = nulPath(inner);
+    if (below) return [key, ...below];
+  }
+  return undefined;
+}
+
 /** Postgres error codes that mean the request, not the server, was at fault. */
 const DB_ERRORS: Record<string, [number, string]> = {
   "42501": [403, "forbidden"], // insufficient_privilege, including row-level security refusals
@@ -93,6 +110,9 @@ const DB_ERRORS: Record<string, [number, string]> = {
   "22007": [422, "invalid_value"], // invalid_datetime_format
   "22008": [422, "invalid_value"], // datetime_field_overflow
   "22001": [422, "value_too_long"], // string_data_right_truncation
+  // A NUL in text (character_not_in_repertoire) or jsonb (untranslatable_character) that validation missed.
+  "22021": [422, "invalid_character"],
+  "22P05": [422, "invalid_character"],
   "P0002": [404, "not_found"], // no_data_found
 };
 
@@ -118,6 +138,7 @@ export function apiErrorFromDb(error: unknown): ApiError | undefined {
     missing_value: "A required value is missing",
     invalid_value: "A value has the wrong format",
     value_too_long: "A value is too long",
+    invalid_character: NUL_MESSAGE,
     not_found: "Not found",
   };
   const detail = ownMessage ? dbError.message : generic[apiCode];

@@ -9,7 +9,7 @@ import { HTTPException } from "hono/http-exception";
 import type { Caller } from "./auth.ts";
 import type { Config } from "./config.ts";
 import type { Sql } from "./db.ts";
-import { ApiError, apiErrorFromDb, fieldErrors, problemResponse } from "./errors.ts";
+import { ApiError, apiErrorFromDb, fieldErrors, NUL_MESSAGE, nulPath, problemResponse } from "./errors.ts";
 
 /** What every function needs: settings and the database. */
 export interface Deps {
@@ -74,18 +74,27 @@ export function ipRateLimit(deps: Deps): MiddlewareHandler<AppEnv> {
   };
 }
 
-/** Turns a failed zod validation of any request part into a 422 listing each bad field. */
+/**
+ * Turns a failed zod validation of any request part into a 422 listing each bad field, and refuses valid
+ * input holding U+0000 the same way (the database could not store it).
+ */
 export const validationHook = (
-  result: { success: boolean; target?: string; error?: { issues: z.core.$ZodIssue[] } },
+  result: { success: boolean; target?: string; data?: unknown; error?: { issues: z.core.$ZodIssue[] } },
 ) => {
+  const target = result.target === "json" ? "body" : result.target ?? "body";
   if (!result.success) {
-    const target = result.target === "json" ? "body" : result.target ?? "body";
     throw new ApiError(
       422,
       "validation_failed",
       "The request has invalid fields",
       fieldErrors(result.error!.issues, target),
     );
+  }
+  const nul = nulPath(result.data);
+  if (nul) {
+    throw new ApiError(422, "validation_failed", "The request has invalid fields", [
+      { path: [target, ...nul].join("."), message: NUL_MESSAGE, code: "invalid_string" },
+    ]);
   }
 };
 

@@ -11,7 +11,7 @@
  */
 import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import { ApiError, type FieldError, fieldErrors } from "../_shared/errors.ts";
+import { ApiError, type FieldError, fieldErrors, NUL_MESSAGE, nulPath } from "../_shared/errors.ts";
 import { type Deps, errorResponse, log, readBody, routeNotFound, validationHook } from "../_shared/http.ts";
 import { normalizeLead } from "../_shared/leads.ts";
 import { documentIngest, ingestLeadSchema, KNOWN_FIELDS, MAX_IDEMPOTENCY_KEY } from "./ingest.routes.ts";
@@ -73,16 +73,6 @@ function apiKeyOf(c: Context): string | undefined {
   return bearer?.startsWith("lap_") ? bearer : undefined;
 }
 
-/** True when a string (or key) anywhere in the value contains U+0000. */
-function holdsNul(value: unknown): boolean {
-  if (typeof value === "string") return value.includes("\0");
-  if (Array.isArray(value)) return value.some(holdsNul);
-  if (isObject(value)) {
-    return Object.entries(value).some(([key, inner]) => key.includes("\0") || holdsNul(inner));
-  }
-  return false;
-}
-
 /** Forms often send null or "" for fields left empty; those count as absent. Known strings are trimmed. */
 function cleanItem(item: Record<string, unknown>): Record<string, unknown> {
   const cleaned: Record<string, unknown> = {};
@@ -113,15 +103,8 @@ function prepareItem(
     return { errors: [{ path: prefix, message: "Send each lead as a JSON object", code: "invalid_type" }] };
   }
   // Postgres text and jsonb cannot hold U+0000: refuse the item rather than fail the database call.
-  if (options.mayHoldNul && holdsNul(item)) {
-    return {
-      errors: [{
-        path: prefix,
-        message: "Text may not contain the NUL character (\\u0000)",
-        code: "invalid_string",
-      }],
-    };
-  }
+  const nul = options.mayHoldNul ? nulPath(item) : undefined;
+  if (nul) return { errors: [{ path: at(nul.join(".")), message: NUL_MESSAGE, code: "invalid_string" }] };
   const parsed = ingestLeadSchema.safeParse(cleanItem(item));
   if (!parsed.success) return { errors: fieldErrors(parsed.error.issues, prefix) };
   const known: Record<string, unknown> = {};

@@ -1054,13 +1054,15 @@ test("text with a NUL character is refused per item with 422, not a failed datab
   const key = await apiKey(t);
   const single = await ingest(key.secret, { email: email(), message: "a\u0000b" });
   assertProblem(single, 422, "validation_failed");
-  assert.equal(single.body.errors[0].code, "invalid_string");
+  assert.deepEqual(single.body.errors.map((e: { path: string; code: string }) => [e.path, e.code]), [
+    ["message", "invalid_string"],
+  ]);
   const batch = await ingest(key.secret, {
     leads: [{ email: email(), full_name: "x\u0000" }, { email: email(), note: "a literal \\u0000 is fine" }],
   });
   assert.equal(batch.status, 200);
   assert.deepEqual(batch.body.results.map((r: { outcome: string }) => r.outcome), ["invalid", "created"]);
-  assert.equal(batch.body.results[0].errors[0].path, "leads[0]");
+  assert.equal(batch.body.results[0].errors[0].path, "leads[0].full_name");
 });
 
 test("a key's rate limit counts grouped requests one by one: exactly the limit is stored", async () => {

@@ -1126,3 +1126,44 @@ test("the OpenAPI document lists the lead routes with their permissions", async 
   assert.ok(paths["/api/clients/{clientId}/leads/export.csv"].get.responses["200"].content["text/csv"]);
   assert.ok(reply.body.components.schemas.HiddenLead, "the {id, visible:false} answer is documented");
 });
+
+test("text holding the NUL character, which PostgreSQL cannot store, gets a 422 wherever it comes in, never a 500", async () => {
+  const team = await leadTeam();
+  const [lead] = await insertLeads(team.clientId, [{ owner: team.memberships.agent }]);
+  const token = team.tokens.admin;
+  const base = { full_name: "Nul Test", email: `${uniq("nul")}@example.com` };
+  const refusals: Array<[string, string, Promise<Reply>]> = [
+    ["a name", "body.full_name", createLead(token, team.clientId, { ...base, full_name: "Nul\u0000Test" })],
+    [
+      "a custom value",
+      "body.custom.note",
+      createLead(token, team.clientId, { ...base, custom: { note: "a\u0000b" } }),
+    ],
+    [
+      "a custom key",
+      "body.custom.a\u0000b",
+      createLead(token, team.clientId, { ...base, custom: { "a\u0000b": 1 } }),
+    ],
+    [
+      "a correction",
+      "body.full_name",
+      call(stack, "PATCH", leadPath(team.clientId, lead), { token, body: { full_name: "\u0000" } }),
+    ],
+    [
+      "a note",
+      "body.body",
+      call(stack, "POST", `${leadPath(team.clientId, lead)}/notes`, { token, body: { body: "\u0000" } }),
+    ],
+    ["a search", "query.q", call(stack, "GET", `${leadsPath(team.clientId)}?q=a%00b`, { token })],
+  ];
+  for (const [what, path, reply] of refusals) {
+    const answered = await reply;
+    assert.equal(answered.status, 422, `${what}: ${JSON.stringify(answered.body)}`);
+    assert.equal(answered.body.code, "validation_failed", what);
+    assert.deepEqual(fieldErrors(answered), [{ path, code: "invalid_string" }], what);
+  }
+  const [stored] = await db()<{ leads: number; notes: number }[]>`
+    select (select count(*)::int from public.leads where client_id = ${team.clientId}) as leads,
+           (select count(*)::int from public.lead_notes where lead_id = ${lead}) as notes`;
+  assert.deepEqual(stored, { leads: 1, notes: 0 }, "nothing was stored");
+});
