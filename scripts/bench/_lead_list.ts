@@ -248,7 +248,7 @@ async function measureAll(sql: Sql, settings: ListSettings, cases: Timed[]) {
     samples[i].statement.length < 10 ||
     (samples[i].statement.length < settings.iterations &&
       samples[i].spentMs < settings.secondsPerCase * 1000);
-  for (let round = 0; cases.some((_, i) => unfinished(i)); round++) {
+  while (cases.some((_, i) => unfinished(i))) {
     for (const [i, timed] of cases.entries()) {
       if (!unfinished(i)) continue;
       const run = await runOnce(sql, timed);
