@@ -155,9 +155,13 @@ export function authenticate(deps: { config: Config; sql: Sql }): MiddlewareHand
   };
 }
 
+/** The form of a client id (lowercase slug), as the API validates it. */
+export const CLIENT_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{1,62}[a-z0-9]$/;
+
 /**
  * Requires a permission in the client the request addresses: the `clientId` path parameter, else the
- * caller's active client. A client the caller cannot see is a 404, so its existence is not revealed.
+ * caller's active client. A client the caller cannot see is a 404, so its existence is not revealed; so is
+ * an id that cannot name a client at all (this runs before the route's own validation).
  */
 export function requirePermission(code: string): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
@@ -165,6 +169,9 @@ export function requirePermission(code: string): MiddlewareHandler<AppEnv> {
     const clientId = c.req.param("clientId") ?? caller.clientId;
     if (!clientId) {
       throw new ApiError(400, "no_active_client", "Choose an active client first (POST /auth/switch-client)");
+    }
+    if (!CLIENT_ID_PATTERN.test(clientId)) {
+      throw new ApiError(404, "client_not_found", `Client "${clientId}" was not found`);
     }
     const [row] = await asUser(
       c.get("deps").sql,

@@ -329,3 +329,17 @@ test("deactivating a client refuses its members' existing tokens with 403 client
   assert.equal(restored.status, 200, "the same token works again once the client is active");
   assert.equal(restored.body.status, "active");
 });
+
+test("a client-scoped route under a malformed client id is a 404 client_not_found, whatever the id holds", async () => {
+  const a = await createTeam();
+  const token = await signIn(a.users.owner, a.clientId);
+  for (const id of ["a%00b", "Not%20An%20Id", "x".repeat(65), "-a-"]) {
+    for (
+      const path of [`/api/clients/${id}/members`, `/api/clients/${id}/leads`, `/api/clients/${id}/api-keys`]
+    ) {
+      const reply = await call(stack, "GET", path, { token });
+      assert.equal(reply.status, 404, `${path}: ${JSON.stringify(reply.body)}`);
+      assert.equal(reply.body.code, "client_not_found", path);
+    }
+  }
+});

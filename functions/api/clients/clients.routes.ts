@@ -1,7 +1,6 @@
 import { z } from "@hono/zod-openapi";
+import { CLIENT_ID_PATTERN } from "../../_shared/auth.ts";
 import { apiRoute, jsonBody, jsonResponse, pageOf, pageQuery, problem, timestamp } from "../routing.ts";
-
-export const CLIENT_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{1,62}[a-z0-9]$/;
 
 export const clientIdSchema = z.string().regex(
   CLIENT_ID_PATTERN,
