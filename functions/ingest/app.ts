@@ -1,9 +1,10 @@
 /**
  * The ingest function: public lead ingestion with client API keys, for website forms (browsers, CORS per
  * key) and servers. POST /ingest/leads takes one lead or {"leads": [...]}; each item is validated and
- * normalised here, then the key check, scope, origin, client status, rate limit and the idempotent insert
- * of every valid item happen in ONE database call (app.ingest_requests), so a request costs one round trip.
- * Requests that arrive while the database is busy share their call (ingest.queue.ts), each with its own reply.
+ * normalised here; then one statement admits it (key, scope, origin, client status and the key's rate limit:
+ * app.admit_ingest_requests) and one more stores every valid item idempotently (app.ingest_requests).
+ * Requests that arrive while the database is busy share those calls (ingest.queue.ts), each with its own
+ * reply.
  *
  * Built on OpenAPIHono directly rather than createRouter(): that router answers every preflight with the
  * management API's CORS origins, while ingestion must allow exactly the origins its keys list, and it caps
@@ -37,7 +38,7 @@ interface ItemResult {
   errors?: FieldError[];
 }
 
-/** What app.ingest_requests answers for one request (sql/0018_grouped_ingest.sql). */
+/** What app.ingest_requests answers for one request (sql/0018_grouped_ingest.sql, sql/0035). */
 type IngestReply =
   | { error: string; scope?: string; client_id?: string; limit?: number; retry_after?: number }
   | {
@@ -89,7 +90,7 @@ function cleanItem(item: Record<string, unknown>): Record<string, unknown> {
 }
 
 /**
- * Validates and normalises one item into what app.ingest_leads stores, or returns its field errors with
+ * Validates and normalises one item into what app.ingest_requests stores, or returns its field errors with
  * paths relative to the body ("phone" for a single lead, "leads[3].phone" in a batch).
  */
 function prepareItem(
@@ -159,7 +160,7 @@ function splitBody(
   return { batch: true, items: errors.length ? [] : leads as unknown[], errors };
 }
 
-/** The problem for a key, scope, origin, client or rate-limit refusal from app.ingest_leads. */
+/** The problem for a key, scope, origin, client or rate-limit refusal from app.admit_ingest_requests. */
 function keyError(reply: Extract<IngestReply, { error: string }>, batch: boolean): ApiError {
   switch (reply.error) {
     case "key_invalid":
@@ -235,10 +236,15 @@ export function createIngestApp(deps: Deps, queueOptions = DEFAULT_QUEUE) {
   const { max_batch: maxBatch, max_body_bytes: maxBodyBytes } = deps.config.ingest;
   const queue = new IngestQueue<IngestReply>(async (requests: IngestRequest[]) => {
     const param = sql.json(requests as unknown as Parameters<typeof sql.json>[0]);
+    // Admitted (key checks and the key's rate limit) in a statement of its own, committed at once, so calls
+    // running at the same time in any instance count against each other exactly.
+    const [{ admissions }] = await sql<{ admissions: IngestReply[] }[]>`
+      select app.admit_ingest_requests(${param}) as admissions`;
+    if (!admissions.some((admission) => "key_id" in admission)) return admissions;
     for (let attempt = 1;; attempt++) {
       try {
         const [{ replies }] = await sql<{ replies: IngestReply[] }[]>`
-          select app.ingest_requests(${param}) as replies`;
+          select app.ingest_requests(${param}, ${sql.json(admissions as never)}) as replies`;
         return replies;
       } catch (error) {
         const code = String((error as { code?: string }).code);

@@ -29,7 +29,10 @@ interface IngestResult {
   duplicate_of: string | null;
 }
 
-/** One grouped call of app.ingest_requests: each request's items, all with the same key. */
+/**
+ * One grouped call as the ingest function makes it (app.admit_ingest_requests, then app.ingest_requests):
+ * each request's items, all with the same key.
+ */
 async function ingestGroup(
   keyHash: string,
   requests: { email?: string; phone?: string }[][],
@@ -41,8 +44,10 @@ async function ingestGroup(
     scope: items.length > 1 ? "ingest:batch" : "ingest:single",
     items: items.map((item, index) => ({ ...item, index })),
   }));
+  const [{ admissions }] = await sql<{ admissions: object[] }[]>`
+    select app.admit_ingest_requests(${sql.json(payload)}) as admissions`;
   const [{ replies }] = await sql<{ replies: { results: IngestResult[]; error?: string }[] }[]>`
-    select app.ingest_requests(${sql.json(payload)}) as replies`;
+    select app.ingest_requests(${sql.json(payload)}, ${sql.json(admissions as never)}) as replies`;
   return replies.map((reply) => {
     assert.equal(reply.error, undefined, JSON.stringify(reply));
     return reply.results;

@@ -900,7 +900,7 @@ test("supabase-js functions.invoke('ingest/leads') sends a lead with X-API-Key b
 
 // -- Cost and documentation ----------------------------------------------------------------------------
 
-test("POST /ingest/leads costs one database call, for one lead and for a batch of 100", async () => {
+test("POST /ingest/leads costs two database statements (admit, store) for one lead and for a batch of 100, one when refused", async () => {
   const t = await tenant();
   const key = await apiKey(t);
   let calls = 0;
@@ -923,15 +923,20 @@ test("POST /ingest/leads costs one database call, for one lead and for a batch o
     });
   const single = await post({ email: email() });
   assert.equal(single.status, 201);
-  assert.equal(calls, 1);
+  assert.equal(calls, 2);
   calls = 0;
   const batch = await post({ leads: Array.from({ length: 100 }, () => ({ email: email() })) });
   assert.equal(batch.status, 200);
-  assert.equal(calls, 1);
+  assert.equal(calls, 2);
   calls = 0;
   const invalid = await post({ email: "bad" });
   assert.equal(invalid.status, 422);
-  assert.equal(calls, 1, "the key is still checked in the same single call");
+  assert.equal(calls, 2, "the key is still checked and counted");
+  calls = 0;
+  await call(stack, "POST", `/api/clients/${t.clientId}/api-keys/${key.id}/revoke`, { token: t.token });
+  const refused = await post({ email: email() });
+  assert.equal(refused.status, 401);
+  assert.equal(calls, 1, "a request its key refuses stores nothing and costs the admission alone");
   assert.equal(await countLeads(t.clientId), 101);
 });
 
@@ -968,7 +973,11 @@ function groupingApp(options: { maxCalls: number; failWhen?: (param: string) => 
       headers: { "content-type": "application/json", "x-api-key": key },
       body: JSON.stringify(body),
     });
-    return { status: response.status, body: await response.json() };
+    return {
+      status: response.status,
+      body: await response.json(),
+      remaining: response.headers.get("ratelimit-remaining"),
+    };
   };
   return { post, counter };
 }
@@ -1075,6 +1084,24 @@ test("a key's rate limit counts grouped requests one by one: exactly the limit i
   const statuses = replies.map((reply) => reply.status).sort();
   assert.deepEqual(statuses, [201, 201, 201, 201, 429, 429, 429]);
   assert.equal(await countLeads(t.clientId), 4);
+});
+
+test("a key's rate limit holds exactly across concurrent calls and function instances", async () => {
+  const t = await tenant();
+  const key = await apiKey(t, { rate_limit_per_minute: 4 });
+  const intoMinute = (Date.now() / 1000) % 60;
+  if (intoMinute > 50) await new Promise((resolve) => setTimeout(resolve, (61 - intoMinute) * 1000));
+  // Two instances of the function, each with several calls in flight at once.
+  const instances = [groupingApp({ maxCalls: 4 }), groupingApp({ maxCalls: 4 })];
+  const replies = await Promise.all(
+    Array.from({ length: 24 }, (_, i) => instances[i % 2].post(key.secret, { email: email() })),
+  );
+  const statuses = replies.map((reply) => reply.status);
+  assert.equal(statuses.filter((status) => status === 201).length, 4, JSON.stringify(statuses));
+  assert.equal(statuses.filter((status) => status === 429).length, 20);
+  assert.equal(await countLeads(t.clientId), 4);
+  const remaining = replies.filter((reply) => reply.status === 201).map((reply) => reply.remaining).sort();
+  assert.deepEqual(remaining, ["0", "1", "2", "3"], "each accepted request saw its own place in the window");
 });
 
 test("GET /ingest/openapi.json documents POST /ingest/leads with the API key scheme", async () => {
