@@ -234,14 +234,22 @@ async function keyHash(key: string): Promise<string> {
 export function createIngestApp(deps: Deps, queueOptions = DEFAULT_QUEUE) {
   const { sql } = deps;
   const { max_batch: maxBatch, max_body_bytes: maxBodyBytes } = deps.config.ingest;
+  // Each request's admission, kept so that a request sent again alone after its group failed
+  // (ingest.queue.ts) is stored under the admission it already has instead of being counted twice.
+  const admitted = new WeakMap<IngestRequest, IngestReply>();
   const queue = new IngestQueue<IngestReply>(async (requests: IngestRequest[]) => {
     const param = sql.json(requests as unknown as Parameters<typeof sql.json>[0]);
     // Admitted (key checks and the key's rate limit) in a statement of its own, committed at once, so calls
     // running at the same time in any instance count against each other exactly. Admission reads only the
     // key fields; leaving the items out spares it parsing them (a 500-lead batch: 8 ms).
-    const keys = requests.map(({ key_hash, origin, scope }) => ({ key_hash, origin, scope }));
-    const [{ admissions }] = await sql<{ admissions: IngestReply[] }[]>`
-      select app.admit_ingest_requests(${sql.json(keys)}) as admissions`;
+    const unadmitted = requests.filter((request) => !admitted.has(request));
+    if (unadmitted.length) {
+      const keys = unadmitted.map(({ key_hash, origin, scope }) => ({ key_hash, origin, scope }));
+      const [{ admissions }] = await sql<{ admissions: IngestReply[] }[]>`
+        select app.admit_ingest_requests(${sql.json(keys)}) as admissions`;
+      unadmitted.forEach((request, i) => admitted.set(request, admissions[i]));
+    }
+    const admissions = requests.map((request) => admitted.get(request)!);
     if (!admissions.some((admission) => "key_id" in admission)) return admissions;
     for (let attempt = 1;; attempt++) {
       try {

@@ -1058,6 +1058,25 @@ test("a database error in one grouped request fails only that request; the other
   assert.equal(await countLeads(t.clientId), 5);
 });
 
+test("a request sent again alone after its group failed is not counted against its key again", async () => {
+  const t = await tenant(1);
+  const key = await apiKey(t, { rate_limit_per_minute: 100 });
+  const intoMinute = (Date.now() / 1000) % 60;
+  if (intoMinute > 55) await new Promise((resolve) => setTimeout(resolve, (61 - intoMinute) * 1000));
+  const { post } = groupingApp({ maxCalls: 1, failWhen: (param) => param.includes("poison") });
+  const replies = await Promise.all([
+    post(key.secret, { email: email() }),
+    post(key.secret, { email: email() }),
+    post(key.secret, { email: `poison-${uniq("x")}@example.com` }),
+    post(key.secret, { email: email() }),
+    post(key.secret, { email: email() }),
+  ]);
+  assert.deepEqual(replies.map((reply) => reply.status).sort(), [201, 201, 201, 201, 500]);
+  const [{ hits }] = await stack.sql<{ hits: number }[]>`
+    select hits from app.rate_limits where key = ${"key:" + key.id}`;
+  assert.equal(hits, 5, "each request counts once, however often it reached the database");
+});
+
 test("text with a NUL character is refused per item with 422, not a failed database call", async () => {
   const t = await tenant();
   const key = await apiKey(t);
