@@ -208,13 +208,15 @@ const RETRYABLE = new Set(["40P01", "40001"]);
 
 /**
  * Database calls in flight at once per instance, the most items one grouped call carries, and the waiting
- * items that justify a second call beside a running one. Measured by deno task bench on 2 cores with a
- * worker running beside: single leads at 64 connections gave up to 20% more requests/s when they waited for
- * the running call and left as one group (each call has a fixed cost), while 500-lead batches at 4
- * connections gave 6,800 rows/s with two calls at once against 5,700 with one. Three calls at once only made
- * the groups smaller.
+ * items that justify a second call beside a running one. Each call has a fixed cost, so a second call as
+ * soon as one item waits is slower; but with a threshold above what ever waits, single leads never get a
+ * second call. Measured on 2 cores with a worker beside (the bench's platform, single leads at 64
+ * connections, 10 s points, each run comparing settings twice): once 32 wait 2,032-2,058 requests/s against
+ * 1,724-1,777 once 250 wait (never, at 64 connections); 24 gave 1,928-1,959 and 48 1,721-1,845 in that run.
+ * 500-lead batches at 4 connections gave 6,800 rows/s with two calls at once against 5,700 with one. Three
+ * calls at once only made the groups smaller.
  */
-export const DEFAULT_QUEUE = { maxCalls: 2, maxItems: 500, overlapItems: 250 };
+export const DEFAULT_QUEUE = { maxCalls: 2, maxItems: 500, overlapItems: 32 };
 
 const keyHashes = new Map<string, string>();
 
