@@ -950,7 +950,9 @@ interface ItemReply {
 }
 
 /** An ingest app with its own queue over a pool whose calls are counted (and can be made to fail). */
-function groupingApp(options: { maxCalls: number; failWhen?: (param: string) => boolean }) {
+function groupingApp(
+  options: { maxCalls: number; failWhen?: (param: string) => boolean; holdUntil?: Promise<void> },
+) {
   const sql = stack.sql;
   const counter = { calls: 0 };
   const counting = new Proxy(sql, {
@@ -959,6 +961,10 @@ function groupingApp(options: { maxCalls: number; failWhen?: (param: string) => 
       const param = JSON.stringify((args[1] as { value?: unknown } | undefined)?.value ?? null);
       if (options.failWhen?.(param)) {
         return Promise.reject(Object.assign(new Error("simulated database failure"), { code: "XX000" }));
+      }
+      // A call carrying "hold" waits for the test, so the requests sent meanwhile queue up behind it.
+      if (options.holdUntil && param.includes("hold")) {
+        return options.holdUntil.then(() => Reflect.apply(target, thisArg, args));
       }
       return Reflect.apply(target, thisArg, args);
     },
@@ -1063,15 +1069,32 @@ test("a request sent again alone after its group failed is not counted against i
   const key = await apiKey(t, { rate_limit_per_minute: 100 });
   const intoMinute = (Date.now() / 1000) % 60;
   if (intoMinute > 55) await new Promise((resolve) => setTimeout(resolve, (61 - intoMinute) * 1000));
-  const { post } = groupingApp({ maxCalls: 1, failWhen: (param) => param.includes("poison") });
-  const replies = await Promise.all([
-    post(key.secret, { email: email() }),
+  let release = () => {};
+  const holdUntil = new Promise<void>((resolve) => release = resolve);
+  const { post, counter } = groupingApp({
+    maxCalls: 1,
+    failWhen: (param) => param.includes("poison"),
+    holdUntil,
+  });
+  // The first request's storing call is held, so the next four wait and leave as one group.
+  const first = post(key.secret, { email: `hold-${uniq("x")}@example.com` });
+  while (counter.calls < 2) await new Promise((resolve) => setTimeout(resolve, 1));
+  const rest = [
     post(key.secret, { email: email() }),
     post(key.secret, { email: `poison-${uniq("x")}@example.com` }),
     post(key.secret, { email: email() }),
     post(key.secret, { email: email() }),
-  ]);
-  assert.deepEqual(replies.map((reply) => reply.status).sort(), [201, 201, 201, 201, 500]);
+  ];
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  release();
+  const replies = await Promise.all([first, ...rest]);
+  assert.deepEqual(replies.map((reply) => reply.status), [201, 201, 500, 201, 201]);
+  // Held request: admit and store; the group: one admission and its failed store; then four stores alone.
+  assert.equal(
+    counter.calls,
+    8,
+    "the group failed and its requests were stored alone without a new admission",
+  );
   const [{ hits }] = await stack.sql<{ hits: number }[]>`
     select hits from app.rate_limits where key = ${"key:" + key.id}`;
   assert.equal(hits, 5, "each request counts once, however often it reached the database");
