@@ -5,6 +5,7 @@
  * the queue.
  */
 import assert from "node:assert/strict";
+import postgres from "postgres";
 import { addMember, createClient, createUser, db, test, uniq, withPrivateDatabase } from "../_helpers.ts";
 
 interface Claimed {
@@ -283,4 +284,46 @@ test("dispatch_events() parks an event it cannot dispatch and dispatches the res
   const [{ notifications }] = await db()<{ notifications: number }[]>`
     select count(*)::int as notifications from public.notifications where lead_id = ${lead.id}`;
   assert.equal(notifications, 1, "DISP-09: the events after it are dispatched");
+});
+
+test("dispatch_events() claims through the pending index however stale the outbox's statistics", async () => {
+  // A database of its own: the test sets the outbox's statistics and fills it with deleted rows.
+  await withPrivateDatabase(async (sql, url) => {
+    await sql`alter table app.outbox set (autovacuum_enabled = false)`;
+    // Analyzed while nearly empty, as autovacuum finds a busy queue between two dispatches...
+    await sql`insert into app.outbox (client_id, event) select 'gone', 'lead.created' from generate_series(1, 2)`;
+    await sql`analyze app.outbox`;
+    // ...then thousands of events written and dispatched (deleted) before vacuum comes, and a few pending.
+    await sql`insert into app.outbox (client_id, event) select 'gone', 'lead.created' from generate_series(1, 3000)`;
+    await sql`delete from app.outbox where id <= (select max(id) - 20 from app.outbox)`;
+    const plans: string[] = [];
+    const explained = postgres(url, {
+      max: 1,
+      onnotice: (notice) => plans.push(String(notice.message)),
+    });
+    try {
+      await explained.begin(async (tx) => {
+        await tx`load 'auto_explain'`;
+        await tx`select set_config('auto_explain.log_min_duration', '0', true),
+          set_config('auto_explain.log_nested_statements', 'on', true),
+          set_config('auto_explain.log_level', 'notice', true)`;
+        const [{ count }] = await tx<{ count: number }[]>`select app.dispatch_events(500, 3) as count`;
+        assert.equal(count, 20, "DISP-10: every pending event is consumed");
+      });
+    } finally {
+      await explained.end();
+    }
+    const claim = plans.find((plan) => plan.includes("delete from app.outbox"));
+    assert.ok(claim, "the dispatch statement's plan was logged");
+    assert.match(
+      claim,
+      /Index Scan using outbox_pending_idx on outbox b/,
+      "DISP-11: the claim walks the index",
+    );
+    assert.doesNotMatch(
+      claim,
+      /(Seq|Bitmap Heap) Scan on outbox b/,
+      "DISP-12: no scan that visits every deleted row",
+    );
+  });
 });
