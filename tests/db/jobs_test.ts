@@ -208,7 +208,15 @@ test("dispatch_events() turns lead events into webhook jobs and notifications fo
     if (left === 0) break;
   }
   const jobs = await db()<
-    { kind: string; payload: { endpoint_id: string; message_id: string; event: string } }[]
+    {
+      kind: string;
+      payload: {
+        endpoint_id: string;
+        message_id: string;
+        event: string;
+        data: { lead: Record<string, unknown> };
+      };
+    }[]
   >`
     select kind, payload from app.jobs where client_id = ${client} and kind = 'webhook.deliver'`;
   assert.equal(
@@ -219,8 +227,21 @@ test("dispatch_events() turns lead events into webhook jobs and notifications fo
   assert.equal(jobs[0].payload.endpoint_id, endpoint.id);
   assert.equal(jobs[0].payload.event, "lead.created");
   assert.match(jobs[0].payload.message_id, /^evt_\d+$/, "DISP-02: the webhook id is the event's");
-  const notified = await db()<{ user_id: string; title: string }[]>`
-    select user_id, title from public.notifications where lead_id = ${lead.id} order by title`;
+  const [stored] = await db()<Record<string, unknown>[]>`
+    select id, full_name, email, phone, source, status, product_id, owner_membership_id, duplicate_of, utm_source,
+      utm_medium, utm_campaign, custom, to_jsonb(created_at) as created_at
+    from public.leads where id = ${lead.id}`;
+  assert.deepEqual(
+    jobs[0].payload.data.lead,
+    stored,
+    "DISP-13: the webhook carries the lead's fields as they were at dispatch",
+  );
+  const notified = await db()<{ user_id: string; title: string; body: string }[]>`
+    select user_id, title, body from public.notifications where lead_id = ${lead.id} order by title`;
+  assert.ok(
+    notified.every((row) => row.body === "Dana Dispatch"),
+    "DISP-14: each notification names the lead",
+  );
   assert.deepEqual(
     new Set(notified.map((row) => row.user_id)),
     new Set([owner.id, manager.id, agent.id]),
