@@ -6,6 +6,7 @@ import { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context, MiddlewareHandler } from "hono";
 import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
+import { getPath } from "hono/utils/url";
 import type { Caller } from "./auth.ts";
 import type { Config } from "./config.ts";
 import type { Sql } from "./db.ts";
@@ -17,8 +18,15 @@ export interface Deps {
   sql: Sql;
 }
 
+/** What the local stack passes beside each request (functions/main/app.ts). */
+export interface FunctionBindings {
+  /** The client's address, from the socket: the local stack's stand-in for Supabase's X-Forwarded-For. */
+  clientAddress?: string;
+}
+
 /** Context variables set by the middleware below. */
 export interface AppEnv {
+  Bindings: FunctionBindings;
   Variables: {
     requestId: string;
     caller: Caller;
@@ -37,9 +45,23 @@ export function log(level: keyof typeof LEVELS, message: string, fields: Record<
   else console.log(line);
 }
 
-/** The client address: the first X-Forwarded-For hop, which Supabase's edge and the local stack set. */
+/** The client address: the local stack's socket address, else the first X-Forwarded-For hop Supabase's edge sets. */
 export function clientIp(c: Context): string {
-  return c.req.header("x-forwarded-for")?.split(",")[0].trim() || c.req.header("x-real-ip") || "unknown";
+  return (c.env as FunctionBindings | undefined)?.clientAddress ||
+    c.req.header("x-forwarded-for")?.split(",")[0].trim() || c.req.header("x-real-ip") || "unknown";
+}
+
+const LOCAL_PREFIX = "/functions/v1/";
+
+/**
+ * The path a function routes on: the request's, less the /functions/v1 the local stack serves functions
+ * under (Supabase's edge strips it before a function sees the request). Routing on it lets the local stack
+ * hand each request over as it came; copying it under a new URL, body stream and headers included, cost
+ * about a third of the ingest function's CPU per request.
+ */
+export function functionPath(request: Request): string {
+  const path = getPath(request);
+  return path.startsWith(LOCAL_PREFIX) ? path.slice(LOCAL_PREFIX.length - 1) : path;
 }
 
 /** Sets RateLimit headers and throws 429 with Retry-After when the bucket is exhausted. */
@@ -135,7 +157,7 @@ const BODY_METHODS = new Set(["POST", "PUT", "PATCH"]);
  * common middleware and problem+json errors for everything that goes wrong.
  */
 export function createRouter(basePath: string, config: Config): OpenAPIHono<AppEnv> {
-  const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook }).basePath(
+  const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook, getPath: functionPath }).basePath(
     basePath,
   ) as unknown as OpenAPIHono<AppEnv>;
 

@@ -13,7 +13,15 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { ApiError, type FieldError, fieldErrors, NUL_MESSAGE, nulPath } from "../_shared/errors.ts";
-import { type Deps, errorResponse, log, readBody, routeNotFound, validationHook } from "../_shared/http.ts";
+import {
+  type Deps,
+  errorResponse,
+  functionPath,
+  log,
+  readBody,
+  routeNotFound,
+  validationHook,
+} from "../_shared/http.ts";
 import { normalizeLead } from "../_shared/leads.ts";
 import { documentIngest, ingestLeadSchema, KNOWN_FIELDS, MAX_IDEMPOTENCY_KEY } from "./ingest.routes.ts";
 import { IngestQueue, type IngestRequest } from "./ingest.queue.ts";
@@ -268,7 +276,7 @@ export function createIngestApp(deps: Deps, queueOptions = DEFAULT_QUEUE) {
       }
     }
   }, queueOptions);
-  const app = new OpenAPIHono<IngestEnv>({ defaultHook: validationHook }).basePath(
+  const app = new OpenAPIHono<IngestEnv>({ defaultHook: validationHook, getPath: functionPath }).basePath(
     "/ingest",
   ) as unknown as OpenAPIHono<IngestEnv>;
 

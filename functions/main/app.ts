@@ -5,13 +5,13 @@
 import { createApiApp } from "../api/app.ts";
 import { createAuthApp } from "../auth/app.ts";
 import { createIngestApp } from "../ingest/app.ts";
-import type { Deps } from "../_shared/http.ts";
+import type { Deps, FunctionBindings } from "../_shared/http.ts";
 import { createWebhooksApp } from "../webhooks/app.ts";
 import { createWorkerApp } from "../worker/app.ts";
 import { jobHandlers } from "../worker/handlers.ts";
 import { createWorker, type Worker } from "../worker/worker.ts";
 
-type Handler = (request: Request) => Response | Promise<Response>;
+type Handler = (request: Request, bindings: FunctionBindings) => Response | Promise<Response>;
 
 /**
  * Routes /functions/v1/<name>/... to each function's app, with /docs and /openapi.json as shortcuts. The
@@ -32,7 +32,10 @@ export function createLocalStack(
   return async (request, info) => {
     const url = new URL(request.url);
     if (url.pathname === "/docs") return Response.redirect(new URL("/functions/v1/api/docs", url), 302);
-    if (url.pathname === "/openapi.json") url.pathname = "/functions/v1/api/openapi.json";
+    if (url.pathname === "/openapi.json") {
+      url.pathname = "/functions/v1/api/openapi.json";
+      request = new Request(url, request);
+    }
     const match = url.pathname.match(/^\/functions\/v1\/([a-z0-9-]+)(\/.*)?$/);
     const handler = match ? functions[match[1]] : undefined;
     if (!match || !handler) {
@@ -47,13 +50,11 @@ export function createLocalStack(
         { status: 404, headers: { "content-type": "application/problem+json" } },
       );
     }
-    // Supabase strips /functions/v1 before a function sees the path, and sets the client address.
-    url.pathname = `/${match[1]}${match[2] ?? ""}`;
-    const headers = new Headers(request.headers);
-    if (info && info.remoteAddr.transport === "tcp") headers.set("x-forwarded-for", info.remoteAddr.hostname);
-    const response = await handler(
-      new Request(url, { method: request.method, headers, body: request.body, redirect: "manual" }),
-    );
+    // The request goes over as it came: each function routes on it without /functions/v1 (functionPath), as
+    // Supabase strips that prefix, and takes the client address from the socket where Supabase sets
+    // X-Forwarded-For.
+    const clientAddress = info?.remoteAddr.transport === "tcp" ? info.remoteAddr.hostname : undefined;
+    const response = await handler(request, { clientAddress });
     if (request.method !== "GET" && response.status < 300) worker.nudge();
     return response;
   };

@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
-import { call, createTeam, login, startStack, test } from "../_helpers.ts";
+import { createApiApp } from "../../functions/api/app.ts";
+import { loadConfig } from "../../functions/_shared/config.ts";
+import { createDb } from "../../functions/_shared/db.ts";
+import { call, createTeam, login, startStack, test, testDatabaseUrl } from "../_helpers.ts";
 
 const stack = startStack({ RATE_LIMIT_PER_USER: "1000" });
 const team = await createTeam();
@@ -150,7 +153,45 @@ test("the per-IP rate limit applies before authentication", async () => {
     for (let i = 0; i < 4; i++) statuses.push((await call(limited, "GET", "/api/clients")).status);
     // Without a token the answer would be 401; a 429 proves the IP bucket is counted first.
     assert.ok(statuses.filter((s) => s === 429).length >= 2, `statuses were ${statuses}`);
+    // The local stack takes the address from the socket: a forged X-Forwarded-For opens no new bucket.
+    const forged = await call(limited, "GET", "/api/clients", {
+      headers: {
+        "x-forwarded-for": `2001:db8::${crypto.randomUUID().slice(0, 4)}:${crypto.randomUUID().slice(0, 4)}`,
+      },
+    });
+    assert.equal(
+      forged.status,
+      429,
+      "GW-01: a forged X-Forwarded-For does not escape the local stack's limit",
+    );
   } finally {
     await limited.close();
+  }
+});
+
+test("a function served alone, as Supabase deploys it, routes without /functions/v1 and limits by X-Forwarded-For", async () => {
+  const config = loadConfig({ APP_ENV: "test", DATABASE_URL: testDatabaseUrl(), RATE_LIMIT_PER_IP: "2" });
+  const sql = createDb(testDatabaseUrl(), { max: 2 });
+  try {
+    const api = createApiApp({ config, sql });
+    const from = (address: string) =>
+      api.fetch(
+        new Request("http://functions.local/api/clients", { headers: { "x-forwarded-for": address } }),
+      );
+    const address = `2001:db8::${crypto.randomUUID().slice(0, 4)}:${crypto.randomUUID().slice(0, 4)}`;
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++) statuses.push((await from(`${address}, 10.0.0.1`)).status);
+    assert.deepEqual(
+      statuses,
+      [401, 401, 429],
+      "GW-02: the path routes, and the first forwarded hop is counted",
+    );
+    const other = await from(
+      `2001:db8::${crypto.randomUUID().slice(0, 4)}:${crypto.randomUUID().slice(0, 4)}`,
+    );
+    assert.equal(other.status, 401, "GW-03: another client address has its own bucket");
+    await other.body?.cancel();
+  } finally {
+    await sql.end();
   }
 });
