@@ -10,7 +10,8 @@
  *   C. the 50 newest visible leads in a client of 10,000 members and 1,000,000 leads, under RLS as the API
  *      runs it vs the same question as superuser without RLS
  *   D. the event pipeline: webhook jobs/s with 1 and 4 worker processes to a local HTTP sink vs the raw
- *      SKIP LOCKED claim-and-complete rate, and ingest-to-webhook latency at a steady 200 leads/s
+ *      SKIP LOCKED claim-and-complete rate, and ingest-to-webhook latency at a steady 200 leads/s (after the
+ *      warm-up) and for the first lead an idle worker gets
  *
  * The server is DATABASE_URL's when set, else 127.0.0.1:5432, else the embedded PostgreSQL. Needs wrk and
  * pgbench on PATH. Settings (environment):
@@ -192,6 +193,7 @@ if (import.meta.main) {
       queue = await benchQueue(sql, {
         url,
         seconds: settings.latency_seconds,
+        warmupSeconds: settings.warmup_seconds,
         jobs: settings.queue_jobs,
         rate: settings.latency_rate,
       }, log);

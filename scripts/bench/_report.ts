@@ -64,8 +64,12 @@ function queueTables(queue: QueueReport): string {
   }
   const l = queue.latency;
   out.push(
-    `ingest-to-webhook latency at ${l.leads_per_second} leads/s: p50 ${fmt(l.p50_ms, 1)} ms, p99 ` +
-      `${fmt(l.p99_ms, 1)} ms, max ${fmt(l.max_ms, 1)} ms (${l.delivered} of ${l.sent} delivered)`,
+    `ingest-to-webhook latency at ${l.leads_per_second} leads/s after ${l.warmup_seconds} s of warm-up: ` +
+      `p50 ${fmt(l.p50_ms, 1)} ms, p99 ${fmt(l.p99_ms, 1)} ms, max ${fmt(l.max_ms, 1)} ms ` +
+      `(${l.delivered} of ${l.sent} delivered, warm-up included)`,
+    `the first lead, to an idle worker: ${
+      l.first_ms === null ? "not delivered" : `${fmt(l.first_ms, 1)} ms`
+    }`,
   );
   return out.join("\n");
 }
