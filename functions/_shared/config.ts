@@ -55,6 +55,7 @@ const configSchema = z.object({
     poll_max_ms: positiveInt,
     drain_max_jobs: positiveInt,
     drain_max_ms: positiveInt,
+    wake_interval_ms: positiveInt,
     shutdown_grace_ms: positiveInt,
   }),
   webhooks: z.object({
@@ -90,6 +91,7 @@ const configSchema = z.object({
     meta_verify_token: z.string().optional(),
   }),
   urls: z.object({
+    worker: z.url({ protocol: /^https?$/ }).optional(),
     graph_api: z.url(),
     google_sheets: z.url(),
     google_token: z.url(),
@@ -153,6 +155,9 @@ export function loadConfig(
       meta_verify_token: envValue(env, "META_VERIFY_TOKEN"),
     },
     urls: {
+      // Supabase sets SUPABASE_URL in every edge function; the worker function is served under it.
+      worker: envValue(env, "WORKER_URL") ??
+        (envValue(env, "SUPABASE_URL")?.replace(/\/+$/, "").concat("/functions/v1/worker")),
       graph_api: envValue(env, "GRAPH_API_URL") ?? "https://graph.facebook.com/v21.0",
       google_sheets: envValue(env, "GOOGLE_SHEETS_URL") ?? "https://sheets.googleapis.com",
       google_token: envValue(env, "GOOGLE_TOKEN_URL") ?? "https://oauth2.googleapis.com/token",

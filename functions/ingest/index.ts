@@ -1,9 +1,10 @@
 /** Serves the ingest function alone, as Supabase deploys it. */
 import { loadConfig } from "../_shared/config.ts";
 import { connectDatabase } from "../_shared/db.ts";
+import { serveWithWake } from "../_shared/worker_wake.ts";
 import { createIngestApp } from "./app.ts";
 
 if (import.meta.main) {
   const config = loadConfig();
-  Deno.serve(createIngestApp({ config, sql: connectDatabase(config) }).fetch);
+  serveWithWake(config, createIngestApp({ config, sql: connectDatabase(config) }).fetch);
 }

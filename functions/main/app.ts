@@ -10,23 +10,29 @@ import { createWebhooksApp } from "../webhooks/app.ts";
 import { createWorkerApp } from "../worker/app.ts";
 import { jobHandlers } from "../worker/handlers.ts";
 import { createWorker, type Worker } from "../worker/worker.ts";
+import { wakeAfterWrites, workerWake } from "../_shared/worker_wake.ts";
 
 type Handler = (request: Request, bindings: FunctionBindings) => Response | Promise<Response>;
 
 /**
  * Routes /functions/v1/<name>/... to each function's app, with /docs and /openapi.json as shortcuts. The
- * worker function drains `worker` (a new one when not given); every write that succeeded nudges it, which is
- * the local stand-in for an after-commit wake-up (the response is sent after the commit).
+ * worker function drains `worker` (a new one when not given). Every write that succeeded wakes `worker`, and
+ * the worker function at WORKER_URL too when one is configured (a worker running in its own process).
  */
 export function createLocalStack(
   deps: Deps,
   worker: Worker = createWorker(deps, jobHandlers()),
 ): (request: Request, info?: Deno.ServeHandlerInfo) => Promise<Response> {
+  const remote = workerWake(deps.config);
+  const wake = () => {
+    worker.nudge();
+    remote?.();
+  };
   const functions: Record<string, Handler> = {
-    api: createApiApp(deps).fetch,
-    auth: createAuthApp(deps).fetch,
-    ingest: createIngestApp(deps).fetch,
-    webhooks: createWebhooksApp(deps).fetch,
+    api: wakeAfterWrites(createApiApp(deps).fetch, wake),
+    auth: wakeAfterWrites(createAuthApp(deps).fetch, wake),
+    ingest: wakeAfterWrites(createIngestApp(deps).fetch, wake),
+    webhooks: wakeAfterWrites(createWebhooksApp(deps).fetch, wake),
     worker: createWorkerApp(deps, worker).fetch,
   };
   return async (request, info) => {
@@ -54,8 +60,6 @@ export function createLocalStack(
     // Supabase strips that prefix, and takes the client address from the socket where Supabase sets
     // X-Forwarded-For.
     const clientAddress = info?.remoteAddr.transport === "tcp" ? info.remoteAddr.hostname : undefined;
-    const response = await handler(request, { clientAddress });
-    if (request.method !== "GET" && response.status < 300) worker.nudge();
-    return response;
+    return await handler(request, { clientAddress });
   };
 }

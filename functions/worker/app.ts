@@ -1,7 +1,9 @@
 /**
  * The worker function: `POST /worker` drains a bounded batch of due work (dispatches outbox events, runs
- * jobs) and reports what it did. On Supabase, pg_cron calls it on a schedule (through pg_net); locally the
- * long-running loop of the same worker does the work and this endpoint is an extra nudge.
+ * jobs) and reports what it did (200). On Supabase, pg_cron calls it on a schedule (through pg_net) and the
+ * other functions after their writes (functions/_shared/worker_wake.ts). Where the worker's polling loop
+ * runs (the local stack, a long-running worker process), the loop does the work: the call only wakes it and
+ * is answered 202 at once.
  *
  * Only the platform may call it: the service-role key (a JWT with role service_role signed with the
  * project's JWT secret) or the WORKER_SECRET in X-Worker-Secret. User tokens and anonymous calls get 401.
@@ -39,6 +41,10 @@ export function createWorkerApp(deps: Deps, worker: Worker) {
         "worker_unauthorized",
         "Call the worker with the service-role key or the worker secret",
       );
+    }
+    if (worker.polling) {
+      worker.nudge();
+      return c.json({ woken: true }, 202);
     }
     return c.json(await worker.drain(), 200);
   });

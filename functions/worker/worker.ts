@@ -57,6 +57,8 @@ export interface Worker {
   drain(options?: { maxJobs?: number; maxMs?: number }): Promise<DrainStats>;
   /** Starts the polling loop (idempotent). */
   start(): void;
+  /** True while the polling loop runs (started and not stopping). */
+  readonly polling: boolean;
   /** Wakes the loop now, e.g. right after a request wrote events. */
   nudge(): void;
   /** Stops claiming, lets in-flight jobs finish within the grace period and releases the rest. */
@@ -293,6 +295,9 @@ export function createWorker(
     drain,
     start() {
       loop ??= poll();
+    },
+    get polling() {
+      return loop !== undefined && !stopping;
     },
     nudge,
     stop,

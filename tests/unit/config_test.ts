@@ -27,6 +27,24 @@ Deno.test("loadConfig() falls back to Supabase's SUPABASE_DB_URL", () => {
   assert.equal(loadConfig({ SUPABASE_DB_URL: "postgres://s@h/db" }).database.url, "postgres://s@h/db");
 });
 
+Deno.test("loadConfig() finds the worker function under SUPABASE_URL unless WORKER_URL names it", () => {
+  assert.equal(loadConfig({}).urls.worker, undefined, "no URL: nothing to wake");
+  assert.equal(
+    loadConfig({ SUPABASE_URL: "https://abc.supabase.co/" }).urls.worker,
+    "https://abc.supabase.co/functions/v1/worker",
+  );
+  assert.equal(
+    loadConfig({
+      SUPABASE_URL: "https://abc.supabase.co",
+      WORKER_URL: "http://10.0.0.5:8000/functions/v1/worker",
+    })
+      .urls.worker,
+    "http://10.0.0.5:8000/functions/v1/worker",
+  );
+  assert.throws(() => loadConfig({ WORKER_URL: "ftp://host/worker" }), /urls\.worker/);
+  assert.throws(() => loadConfig({ WORKER_URL: "not a url" }), /urls\.worker/);
+});
+
 const KEY = btoa("k".repeat(32));
 
 Deno.test("loadConfig() in production refuses a missing JWT secret, database or encryption key", () => {

@@ -1,0 +1,242 @@
+/**
+ * Waking the worker after writes (functions/_shared/worker_wake.ts), with real servers and a real
+ * PostgreSQL: a lead sent to the ingest function served alone reaches the client's webhook with no cron and
+ * no polling loop; wake-ups are folded into few calls, one at a time, each after the last write it covers;
+ * reads and refused writes wake nothing; a worker that cannot be reached costs the write nothing; and a
+ * worker whose loop runs is woken by POST /worker instead of draining in the request.
+ */
+import assert from "node:assert/strict";
+import { jwtVerify } from "jose";
+import { type Config, loadConfig } from "../../functions/_shared/config.ts";
+import { createDb } from "../../functions/_shared/db.ts";
+import { generateSigningSecret, webhookSecretContext } from "../../functions/_shared/outbound_webhooks.ts";
+import { createSecretBox } from "../../functions/_shared/integrations/secret_box.ts";
+import { serveWithWake, wakeAfterWrites, workerWake } from "../../functions/_shared/worker_wake.ts";
+import { createIngestApp } from "../../functions/ingest/app.ts";
+import { createWorkerApp } from "../../functions/worker/app.ts";
+import { jobHandlers } from "../../functions/worker/handlers.ts";
+import { createWorker } from "../../functions/worker/worker.ts";
+import { addMember, createClient, createUser, db, test, testDatabaseUrl, uniq } from "../_helpers.ts";
+
+const LISTEN = { port: 0, hostname: "127.0.0.1", onListen: () => {} };
+
+function configWith(env: Record<string, string>, queue: Partial<Config["queue"]> = {}): Config {
+  return loadConfig(
+    { APP_ENV: "test", DATABASE_URL: testDatabaseUrl(), RATE_LIMIT_PER_IP: "1000000", ...env },
+    { queue, webhooks: { allow_local_targets: true, timeout_ms: 2000 } },
+  );
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function until<T>(check: () => T | undefined | Promise<T | undefined>, what: string, ms = 15_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+/** A stand-in worker endpoint that records each call's start and end and answers after `delayMs`. */
+function startRecorder(status = 202, delayMs = 30) {
+  const calls: { start: number; end: number; authorization: string | null }[] = [];
+  let inFlight = 0;
+  let maxInFlight = 0;
+  const server = Deno.serve(LISTEN, async (request) => {
+    const call = { start: performance.now(), end: 0, authorization: request.headers.get("authorization") };
+    calls.push(call);
+    maxInFlight = Math.max(maxInFlight, ++inFlight);
+    await request.body?.cancel();
+    await sleep(delayMs);
+    inFlight--;
+    call.end = performance.now();
+    return new Response(null, { status });
+  });
+  return {
+    url: `http://127.0.0.1:${server.addr.port}/functions/v1/worker`,
+    calls,
+    maxInFlight: () => maxInFlight,
+    close: () => server.shutdown(),
+  };
+}
+
+/** A client whose rule routes to one agent, a webhook endpoint on lead.created and an ingest key. */
+async function clientWithHookAndKey(hookUrl: string, config: Config) {
+  const clientId = await createClient(uniq("wake"));
+  const owner = await addMember(clientId, (await createUser({ name: "Owner" })).id, "owner");
+  await addMember(clientId, (await createUser({ name: "Agent" })).id, "agent", owner);
+  const sql = db();
+  const [endpoint] = await sql<{ id: string }[]>`
+    insert into public.webhook_endpoints (client_id, url, events) values (${clientId}, ${hookUrl}, '{lead.created}')
+    returning id`;
+  const sealed = await createSecretBox(config.secrets.encryption_key).seal(
+    generateSigningSecret(),
+    webhookSecretContext(endpoint.id),
+  );
+  await sql`insert into app.webhook_secrets (endpoint_id, secret_sealed) values (${endpoint.id}, ${sealed})`;
+  const prefix = "wake" + crypto.randomUUID().replace(/[^a-z]/g, "").slice(0, 4).padEnd(4, "a");
+  const key = `lap_live_${prefix}_${crypto.randomUUID().replaceAll("-", "")}`;
+  const hash = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key)));
+  await sql`
+    insert into app.api_keys (client_id, name, environment, prefix, key_hash, scopes, rate_limit_per_minute)
+    values (${clientId}, 'Wake test', 'live', ${prefix}, ${hash}, '{ingest:single}', 1000)`;
+  return { clientId, key };
+}
+
+test("a lead sent to the ingest function served alone reaches its webhook with no cron and no polling", async () => {
+  const arrivals: string[] = [];
+  const hook = Deno.serve(LISTEN, async (request) => {
+    arrivals.push(await request.text());
+    return new Response("ok");
+  });
+  const sql = createDb(testDatabaseUrl(), { max: 4 });
+  let clientId = "";
+  // The worker function alone, as Supabase deploys it: it works only when called (its loop never starts),
+  // and runs only this test's client's jobs (other files share the queue).
+  const workerConfig = configWith({});
+  const workerFunction = Deno.serve(
+    LISTEN,
+    createWorkerApp(
+      { config: workerConfig, sql },
+      createWorker({ config: workerConfig, sql }, jobHandlers(), { clients: () => [clientId] }),
+    ).fetch,
+  );
+  const config = configWith({
+    SUPABASE_URL: `http://127.0.0.1:${workerFunction.addr.port}/`,
+  });
+  const ingest = serveWithWake(config, createIngestApp({ config, sql }).fetch, LISTEN);
+  try {
+    const tenant = await clientWithHookAndKey(`http://127.0.0.1:${hook.addr.port}/hook`, config);
+    clientId = tenant.clientId;
+    const response = await fetch(`http://127.0.0.1:${ingest.addr.port}/functions/v1/ingest/leads`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-api-key": tenant.key },
+      body: JSON.stringify({ full_name: "Woken Lead", email: `${uniq("woken")}@example.com` }),
+    });
+    assert.equal(response.status, 201, await response.clone().text());
+    const leadId = (await response.json()).lead_id as string;
+    const delivered = await until(
+      () => arrivals.find((body) => body.includes(leadId)),
+      "the lead's webhook (WAKE-01)",
+    );
+    assert.equal(JSON.parse(delivered).data.lead.id, leadId, "WAKE-01: the woken worker delivered the lead");
+  } finally {
+    await ingest.shutdown();
+    await workerFunction.shutdown();
+    await hook.shutdown();
+    await sql.end();
+  }
+});
+
+test("wake-ups fold into few calls, one at a time and spaced, each after the wakes it covers", async () => {
+  const recorder = startRecorder(202, 40);
+  const config = configWith({ WORKER_URL: recorder.url }, { wake_interval_ms: 100 });
+  const wake = workerWake(config)!;
+  try {
+    const wakes: number[] = [];
+    for (let i = 0; i < 50; i++) {
+      wakes.push(performance.now());
+      wake();
+      await sleep(i % 10 === 0 ? 15 : 1);
+    }
+    const last = wakes.at(-1)!;
+    await until(
+      () => recorder.calls.find((call) => call.start > last && call.end > 0),
+      "a call after the last wake",
+    );
+    await sleep(250);
+    const calls = recorder.calls;
+    assert.ok(calls.length >= 2 && calls.length <= 4, `WAKE-02: 50 wakes made ${calls.length} calls`);
+    assert.equal(recorder.maxInFlight(), 1, "WAKE-03: one call in flight at a time");
+    for (let i = 1; i < calls.length; i++) {
+      assert.ok(calls[i].start - calls[i - 1].start >= 95, `WAKE-04: calls ${i - 1} and ${i} start apart`);
+    }
+    for (const at of wakes) {
+      assert.ok(
+        calls.some((call) => call.start >= at),
+        "WAKE-05: every wake is followed by a call started after it",
+      );
+    }
+    const token = calls[0].authorization?.match(/^Bearer (.+)$/)?.[1];
+    assert.ok(token, "WAKE-06: the call carries a bearer token");
+    const { payload } = await jwtVerify(token, new TextEncoder().encode(config.secrets.jwt_secret));
+    assert.equal(payload.role, "service_role", "WAKE-06: signed for the service role, as pg_cron's call");
+  } finally {
+    await recorder.close();
+  }
+});
+
+test("reads and refused writes wake nothing; a worker that fails or cannot be reached costs the write nothing", async () => {
+  const recorder = startRecorder(500, 1);
+  const config = configWith({ WORKER_URL: recorder.url }, { wake_interval_ms: 10 });
+  const handler = wakeAfterWrites(
+    (request: Request) =>
+      new Response(null, { status: new URL(request.url).pathname === "/bad" ? 422 : 201 }),
+    workerWake(config)!,
+  );
+  try {
+    await handler(new Request("http://function.test/read"));
+    await handler(new Request("http://function.test/bad", { method: "POST" }));
+    await sleep(100);
+    assert.equal(recorder.calls.length, 0, "WAKE-07: a GET and a 422 POST wake nothing");
+
+    const answered = await handler(new Request("http://function.test/ok", { method: "POST" }));
+    assert.equal(answered.status, 201, "WAKE-08: the write's answer is its own");
+    await until(() => recorder.calls.length === 1 ? true : undefined, "the first wake-up call");
+    await sleep(50);
+    await handler(new Request("http://function.test/ok", { method: "PATCH" }));
+    await until(() => recorder.calls.length === 2 ? true : undefined, "a call after a refused one (WAKE-09)");
+  } finally {
+    await recorder.close();
+  }
+  // Nothing listens on the worker URL any more: the write still answers, and the next wake tries again.
+  const gone = workerWake(configWith({ WORKER_URL: recorder.url }, { wake_interval_ms: 10 }))!;
+  const offline = wakeAfterWrites(() => new Response(null, { status: 204 }), gone);
+  assert.equal((await offline(new Request("http://function.test/", { method: "DELETE" }))).status, 204);
+  await sleep(100);
+  assert.equal((await offline(new Request("http://function.test/", { method: "DELETE" }))).status, 204);
+  assert.equal(
+    workerWake(configWith({})),
+    undefined,
+    "WAKE-10: with no WORKER_URL or SUPABASE_URL nothing is called",
+  );
+});
+
+test("POST /worker wakes a worker whose loop runs, answering 202 at once, and the loop does the work", async () => {
+  const sql = createDb(testDatabaseUrl(), { max: 4 });
+  const arrivals: string[] = [];
+  const hook = Deno.serve(LISTEN, async (request) => {
+    arrivals.push(await request.text());
+    return new Response("ok");
+  });
+  let clientId = "";
+  // Polling backs off to a minute here, so only the wake-up can make the loop look again in time.
+  const config = configWith({ WORKER_SECRET: "wake-test-secret" }, {
+    poll_min_ms: 60_000,
+    poll_max_ms: 60_000,
+  });
+  const worker = createWorker({ config, sql }, jobHandlers(), { clients: () => [clientId] });
+  const app = createWorkerApp({ config, sql }, worker);
+  try {
+    worker.start();
+    await sleep(100);
+    const tenant = await clientWithHookAndKey(`http://127.0.0.1:${hook.addr.port}/hook`, config);
+    clientId = tenant.clientId;
+    const [lead] = await db()<{ id: string }[]>`
+      insert into public.leads (client_id, source, full_name, email)
+      values (${clientId}, 'api', 'Looped Lead', ${`${uniq("looped")}@example.com`}) returning id`;
+    const reply = await app.request("/functions/v1/worker", {
+      method: "POST",
+      headers: { "x-worker-secret": "wake-test-secret" },
+    });
+    assert.equal(reply.status, 202, "WAKE-11: a running loop is woken, not drained in the request");
+    assert.deepEqual(await reply.json(), { woken: true });
+    await until(() => arrivals.find((body) => body.includes(lead.id)), "the loop's delivery (WAKE-12)");
+  } finally {
+    await worker.stop();
+    await hook.shutdown();
+    await sql.end();
+  }
+});
