@@ -11,7 +11,7 @@
  *      runs it vs the same question as superuser without RLS
  *   D. the event pipeline: webhook jobs/s with 1 and 4 worker processes to a local HTTP sink vs the raw
  *      SKIP LOCKED claim-and-complete rate, and ingest-to-webhook latency at a steady 200 leads/s (after the
- *      warm-up) and for the first lead an idle worker gets
+ *      warm-up) and for single leads that find the worker idle, woken by the platform or left to its polling
  *
  * The server is DATABASE_URL's when set, else 127.0.0.1:5432, else the embedded PostgreSQL. Needs wrk and
  * pgbench on PATH. Settings (environment):

@@ -405,10 +405,17 @@ export async function benchIngest(sql: Sql, settings: IngestSettings): Promise<I
   let outboxOff: IngestReport["outbox_off"] = null;
   // One server at a time, so idle pools never add up past max_connections while pgbench runs.
   log("starting the platform server and its worker");
-  const platform = await startServer("scripts/bench/platform_server.ts", serverEnv);
   // As deployed, a worker runs beside the functions: it dispatches each lead's event (notifications for the
-  // owner and the managers above) and merges the search index's pending entries (sql/0028).
+  // owner and the managers above) and merges the search index's pending entries (sql/0028). The platform
+  // wakes it after writes through its worker function, as the functions do on Supabase.
   const worker = await startServer("scripts/bench/worker_process.ts", serverEnv);
+  const platform = await startServer("scripts/bench/platform_server.ts", {
+    ...serverEnv,
+    WORKER_URL: `${worker.origin}/functions/v1/worker`,
+  }).catch(async (error) => {
+    await worker.stop();
+    throw error;
+  });
   let probes: IngestReport["platform_probe"];
   try {
     probes = {

@@ -1,14 +1,14 @@
 /**
  * Section D: the event pipeline. (1) The raw database's SKIP LOCKED claim-and-complete rate, (2) webhook jobs
  * completed per second by 1 and 4 worker processes against a local HTTP sink, and (3) latency from ingest
- * (HTTP POST) to the webhook's arrival at the sink at a steady 200 leads/s after a warm-up, and for the first
- * lead, which finds the worker idle, all in the same run.
+ * (HTTP POST) to the webhook's arrival at the sink at a steady 200 leads/s after a warm-up, and for single
+ * leads that find the worker idle, woken by the platform or left to its polling, all in the same run.
  */
 import { createDb, type Sql } from "../../functions/_shared/db.ts";
 import { createSecretBox } from "../../functions/_shared/integrations/secret_box.ts";
 import { generateSigningSecret, webhookSecretContext } from "../../functions/_shared/outbound_webhooks.ts";
 import { loadConfig } from "../../functions/_shared/config.ts";
-import { startServer } from "./_ingest.ts";
+import { startServer, stopAllServers } from "./_ingest.ts";
 import { percentile } from "./_load.ts";
 
 export const QUEUE_CLIENT = "bench-queue";
@@ -34,14 +34,19 @@ export interface QueueReport {
     p99_ms: number;
     max_ms: number;
     warmup_seconds: number;
-    /**
-     * The first lead's, sent to a worker that had been idle: it waits for the worker's next poll, which
-     * backs off to [queue] poll_max_ms while there is nothing to do.
-     */
-    first_ms: number | null;
+    /** How long the worker had been idle before each of the single leads below (null: not delivered). */
+    idle_ms: number;
+    /** Through a platform that wakes the worker after its writes. */
+    after_idle_woken_ms: (number | null)[];
+    /** Through a platform without a worker URL: the worker finds the lead at its next, backed-off poll. */
+    after_idle_polled_ms: (number | null)[];
   };
   ratios: { workers_4_vs_raw: number };
 }
+
+/** How long the worker has had nothing to do before each idle probe, and how many probes of each kind. */
+const IDLE_MS = 3000;
+const IDLE_PROBES = 3;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -165,8 +170,11 @@ async function workerThroughput(sql: Sql, url: string, endpointId: string, worke
 }
 
 /**
- * Ingest-to-webhook latency at a steady rate, one worker process beside the platform. The leads of the first
- * warmupSeconds wake the idle worker and warm both processes up; the percentiles cover the rest.
+ * Ingest-to-webhook latency, one worker process beside the platform, which wakes it after writes (WORKER_URL)
+ * as the functions do on Supabase. (1) A steady rate: the leads of the first warmupSeconds warm both
+ * processes up; the percentiles cover the rest. (2) Single leads after the worker had nothing to do for
+ * IDLE_MS, so its polling has backed off to [queue] poll_max_ms: through that platform, and through a second
+ * one with no WORKER_URL, which leaves the worker to find them at its next poll.
  */
 async function latencyAtRate(
   url: string,
@@ -176,57 +184,82 @@ async function latencyAtRate(
   seconds: number,
   warmupSeconds: number,
 ) {
-  const platform = await startServer("scripts/bench/platform_server.ts", {
-    ...workerEnv(url),
-    BENCH_POOL: "10",
-  });
   const worker = await startServer("scripts/bench/worker_process.ts", workerEnv(url));
+  const servers = await Promise.all([
+    startServer("scripts/bench/platform_server.ts", {
+      ...workerEnv(url),
+      BENCH_POOL: "10",
+      WORKER_URL: `${worker.origin}/functions/v1/worker`,
+    }),
+    startServer("scripts/bench/platform_server.ts", { ...workerEnv(url), BENCH_POOL: "2", WORKER_URL: "" }),
+  ]).catch(async (error) => {
+    await stopAllServers();
+    throw error;
+  });
+  const [platform, polledOnly] = servers;
   const sent = new Map<string, number>();
-  const warmup = rate * warmupSeconds;
-  const total = warmup + rate * seconds;
-  const interval = 1000 / rate;
-  const started = performance.now();
-  const requests: Promise<void>[] = [];
-  for (let i = 0; i < total; i++) {
-    const due = started + i * interval;
-    const wait = due - performance.now();
-    if (wait > 1) await sleep(wait);
-    const ref = `r${i}`;
+  const send = (origin: string, ref: string) => {
     sent.set(ref, performance.now());
-    requests.push(
-      fetch(`${platform.origin}/functions/v1/ingest/leads`, {
-        method: "POST",
-        headers: { "content-type": "application/json", "x-api-key": apiKey },
-        body: JSON.stringify({
-          full_name: `Latency ${i}`,
-          email: `latency-${i}@queue.bench.example.com`,
-          custom: { bench_ref: ref },
-        }),
-      }).then((response) => response.body?.cancel()),
-    );
-  }
-  await Promise.all(requests);
-  const deadline = performance.now() + 30_000;
-  while (sink.arrivals.size < total && performance.now() < deadline) await sleep(20);
-  await Promise.all([platform.stop(), worker.stop()]);
-  const latencyOf = (i: number) => {
-    const arrived = sink.arrivals.get(`r${i}`);
-    return arrived === undefined ? undefined : arrived - sent.get(`r${i}`)!;
+    return fetch(`${origin}/functions/v1/ingest/leads`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-api-key": apiKey },
+      body: JSON.stringify({
+        full_name: `Latency ${ref}`,
+        email: `latency-${ref}@queue.bench.example.com`,
+        custom: { bench_ref: ref },
+      }),
+    }).then((response) => response.body?.cancel());
   };
-  const all = Array.from({ length: total }, (_, i) => latencyOf(i));
-  const steady = all.slice(warmup).filter((value) => value !== undefined).sort((a, b) => a - b);
+  const arrival = async (ref: string, timeoutMs: number) => {
+    const deadline = performance.now() + timeoutMs;
+    while (!sink.arrivals.has(ref) && performance.now() < deadline) await sleep(5);
+    const arrived = sink.arrivals.get(ref);
+    return arrived === undefined ? undefined : arrived - sent.get(ref)!;
+  };
   const round = (value: number) => Math.round(value * 10) / 10;
-  const first = all[0];
-  return {
-    leads_per_second: rate,
-    sent: total,
-    delivered: all.filter((value) => value !== undefined).length,
-    p50_ms: round(percentile(steady, 50)),
-    p99_ms: round(percentile(steady, 99)),
-    max_ms: round(steady.at(-1) ?? 0),
-    warmup_seconds: warmupSeconds,
-    first_ms: first === undefined ? null : round(first),
-  };
+  try {
+    const warmup = rate * warmupSeconds;
+    const total = warmup + rate * seconds;
+    const interval = 1000 / rate;
+    const started = performance.now();
+    const requests: Promise<void>[] = [];
+    for (let i = 0; i < total; i++) {
+      const due = started + i * interval;
+      const wait = due - performance.now();
+      if (wait > 1) await sleep(wait);
+      requests.push(send(platform.origin, `r${i}`));
+    }
+    await Promise.all(requests);
+    // Every server has served a request before the idle probes, so none of them pays its start-up.
+    await send(polledOnly.origin, "warm");
+    const all = await Promise.all(Array.from({ length: total }, (_, i) => arrival(`r${i}`, 30_000)));
+    await arrival("warm", 5_000);
+    const steady = all.slice(warmup).filter((value) => value !== undefined).sort((a, b) => a - b);
+    const afterIdle = { woken: [] as (number | null)[], polled: [] as (number | null)[] };
+    for (let probe = 0; probe < IDLE_PROBES; probe++) {
+      for (const [kind, server] of [["woken", platform], ["polled", polledOnly]] as const) {
+        await sleep(IDLE_MS);
+        const ref = `idle-${kind}-${probe}`;
+        await send(server.origin, ref);
+        const latency = await arrival(ref, 10_000);
+        afterIdle[kind].push(latency === undefined ? null : round(latency));
+      }
+    }
+    return {
+      leads_per_second: rate,
+      sent: total,
+      delivered: all.filter((value) => value !== undefined).length,
+      p50_ms: round(percentile(steady, 50)),
+      p99_ms: round(percentile(steady, 99)),
+      max_ms: round(steady.at(-1) ?? 0),
+      warmup_seconds: warmupSeconds,
+      idle_ms: IDLE_MS,
+      after_idle_woken_ms: afterIdle.woken,
+      after_idle_polled_ms: afterIdle.polled,
+    };
+  } finally {
+    await Promise.all([...servers, worker].map((server) => server.stop()));
+  }
 }
 
 export async function benchQueue(

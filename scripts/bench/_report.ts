@@ -67,12 +67,15 @@ function queueTables(queue: QueueReport): string {
     `ingest-to-webhook latency at ${l.leads_per_second} leads/s after ${l.warmup_seconds} s of warm-up: ` +
       `p50 ${fmt(l.p50_ms, 1)} ms, p99 ${fmt(l.p99_ms, 1)} ms, max ${fmt(l.max_ms, 1)} ms ` +
       `(${l.delivered} of ${l.sent} delivered, warm-up included)`,
-    `the first lead, to an idle worker: ${
-      l.first_ms === null ? "not delivered" : `${fmt(l.first_ms, 1)} ms`
-    }`,
+    `single leads after ${fmt(l.idle_ms / 1000, 0)} s idle: woken by the platform ${
+      idleList(l.after_idle_woken_ms)
+    }; left to the worker's polling ${idleList(l.after_idle_polled_ms)}`,
   );
   return out.join("\n");
 }
+
+const idleList = (values: (number | null)[]) =>
+  values.map((value) => value === null ? "not delivered" : `${fmt(value, 1)} ms`).join(", ");
 
 export interface IngestRatios {
   single: Array<
