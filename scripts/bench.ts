@@ -3,7 +3,8 @@
  * machine, in a database it creates, migrates and drops. Prints a table and a JSON document (also written
  * to .data/bench.json).
  *
- *   A. single-lead ingest at 1, 16 and 64 connections (wrk) vs (a) bare Hono + INSERT, (b) pgbench INSERT,
+ *   A. single-lead ingest at 1, 16 and 64 connections (wrk; at 64 in rounds alternating the platform and (a))
+ *      vs (a) bare Hono + INSERT, (b) pgbench INSERT,
  *      (c) pgbench INSERT into a copy of public.leads (its indexes, constraints and foreign keys, no triggers)
  *   B. 500-lead batch ingest at 1 and 4 connections vs (a) bare Hono + one multi-row INSERT, (c) pgbench doing
  *      that multi-row INSERT into the copy of public.leads
@@ -22,6 +23,7 @@
  *   BENCH_LEADS=1000000         leads generated for section C
  *   BENCH_LIST_ITERATIONS=1000  most runs per lead-list case (each also stops after 5 s of its own runs)
  *   BENCH_POOL=20               postgres.js pool size of each HTTP server
+ *   BENCH_ROUNDS=3              alternating platform and (a) runs at 64 connections (the medians are reported)
  *   BENCH_KEEP_DB=1             keep the database afterwards (for EXPLAIN); its name is printed
  */
 import postgres from "postgres";
@@ -104,6 +106,7 @@ if (import.meta.main) {
     batch_connections: [1, 4],
     batch_size: 500,
     pool_per_server: whole("BENCH_POOL", 20),
+    rounds: Math.max(1, whole("BENCH_ROUNDS", 3)),
     leads: whole("BENCH_LEADS", 1_000_000),
     list_iterations: whole("BENCH_LIST_ITERATIONS", 1000),
     list_seconds_per_case: 5,
@@ -171,6 +174,7 @@ if (import.meta.main) {
         batchConnections: sections.has("B") ? settings.batch_connections : [],
         batchSize: settings.batch_size,
         pool: settings.pool_per_server,
+        rounds: settings.rounds,
       });
       ingest = { ...result, ratios: ingestRatios(result) };
     }

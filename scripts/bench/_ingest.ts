@@ -23,6 +23,21 @@ export interface IngestSettings {
   batchConnections: number[];
   batchSize: number;
   pool: number;
+  /** Alternating platform and (a) runs at the most single-lead connections. */
+  rounds: number;
+}
+
+type Round = { platform: Measured | null; baseline_http: Measured | null };
+
+/**
+ * The round whose platform/(a) throughput ratio is the median (the lower middle one of an even count), so
+ * both systems' figures come from the same round; null when no round has both.
+ */
+export function medianRound<R extends Round>(rounds: R[]): R | null {
+  const ratio = (round: R) => round.platform!.requests_per_second / round.baseline_http!.requests_per_second;
+  const complete = rounds.filter((round) => round.platform && round.baseline_http)
+    .sort((a, b) => ratio(a) - ratio(b));
+  return complete.length ? complete[Math.floor((complete.length - 1) / 2)] : null;
 }
 
 /**
@@ -43,8 +58,11 @@ export type Measured = LoadResult & {
 
 export interface IngestPoint {
   connections: number;
+  /** At the most connections, the runs of the round with the median ratio; elsewhere the one run. */
   platform: Measured | null;
   baseline_http: Measured | null;
+  /** At the most connections: each round's platform and (a) runs, alternating which goes first. */
+  rounds?: Round[];
   baseline_pgbench?: Measured | null;
   baseline_schema: Measured | null;
 }
@@ -403,21 +421,24 @@ export async function benchIngest(sql: Sql, settings: IngestSettings): Promise<I
   };
 
   let outboxOff: IngestReport["outbox_off"] = null;
-  // One server at a time, so idle pools never add up past max_connections while pgbench runs.
-  log("starting the platform server and its worker");
+  let probes: IngestReport["platform_probe"] = {
+    single: { status: 0, body: "not run" },
+    batch: { status: 0, body: "not run" },
+  };
   // As deployed, a worker runs beside the functions: it dispatches each lead's event (notifications for the
   // owner and the managers above) and merges the search index's pending entries (sql/0028). The platform
   // wakes it after writes through its worker function, as the functions do on Supabase.
+  log("starting the platform server, its worker and the baseline (a) server");
   const worker = await startServer("scripts/bench/worker_process.ts", serverEnv);
-  const platform = await startServer("scripts/bench/platform_server.ts", {
-    ...serverEnv,
-    WORKER_URL: `${worker.origin}/functions/v1/worker`,
-  }).catch(async (error) => {
-    await worker.stop();
-    throw error;
-  });
-  let probes: IngestReport["platform_probe"];
+  const servers = [worker];
   try {
+    const platform = await startServer("scripts/bench/platform_server.ts", {
+      ...serverEnv,
+      WORKER_URL: `${worker.origin}/functions/v1/worker`,
+    });
+    servers.push(platform);
+    const baseline = await startServer("scripts/bench/baseline_server.ts", serverEnv);
+    servers.push(baseline);
     probes = {
       single: await probe(platform.origin, apiKey, probeLead(1)),
       batch: await probe(platform.origin, apiKey, { leads: [probeLead(2), probeLead(3)] }),
@@ -442,69 +463,83 @@ export async function benchIngest(sql: Sql, settings: IngestSettings): Promise<I
         return null;
       }
     };
+    const baselinePoint = (connections: number, batchSize: number) =>
+      wrkPoint(
+        sql,
+        settings,
+        { server: baseline, path: BASELINE_PATH, table: "plain" },
+        connections,
+        batchSize,
+      );
     const available = ok(probes.single.status);
     if (!available) {
       notes.push(
         `Platform ingest skipped: POST ${PLATFORM_PATH} answered ${probes.single.status} ` +
           `(${probes.single.body.slice(0, 120)})`,
       );
-    } else {
-      for (const point of single) {
+    }
+    const top = single.at(-1);
+    for (const point of single) {
+      if (point === top) {
+        // The headline ratio: rounds that alternate the two systems, so a slow spell of the machine (its
+        // disk's flush time moves (a)'s rate by a third between runs here) falls on both alike.
+        point.rounds = [];
+        for (let round = 0; round < settings.rounds; round++) {
+          log(
+            `A round ${round + 1} of ${settings.rounds}: platform and (a), ${point.connections} connections`,
+          );
+          const pair: Round = { platform: null, baseline_http: null };
+          for (
+            const system of round % 2
+              ? ["baseline_http", "platform"] as const
+              : ["platform", "baseline_http"] as const
+          ) {
+            if (system === "platform") {
+              pair.platform = available ? await platformPoint(point.connections, 0) : null;
+            } else pair.baseline_http = await baselinePoint(point.connections, 0);
+          }
+          point.rounds.push(pair);
+        }
+        const median = medianRound(point.rounds);
+        point.platform = median?.platform ?? null;
+        point.baseline_http = median?.baseline_http ?? null;
+        continue;
+      }
+      if (available) {
         log(`A platform, ${point.connections} connection(s)`);
         point.platform = await platformPoint(point.connections, 0);
       }
-      const top = single.at(-1);
-      if (top) {
-        log(`A platform without the outbox trigger, ${top.connections} connection(s)`);
-        await sql`alter table public.leads disable trigger on_leads_inserted_outbox`;
-        try {
-          outboxOff = { connections: top.connections, platform: await platformPoint(top.connections, 0) };
-        } finally {
-          await sql`alter table public.leads enable trigger on_leads_inserted_outbox`;
-        }
-      }
-      if (!ok(probes.batch.status)) {
-        notes.push(
-          `Platform batch ingest skipped: it answered ${probes.batch.status} (${
-            probes.batch.body.slice(0, 120)
-          })`,
-        );
-      } else {
-        for (const point of batch) {
-          log(`B platform, ${point.connections} connection(s) x ${settings.batchSize} leads`);
-          point.platform = await platformPoint(point.connections, settings.batchSize);
-        }
+      log(`A baseline (a), ${point.connections} connection(s)`);
+      point.baseline_http = await baselinePoint(point.connections, 0);
+    }
+    if (top && available) {
+      log(`A platform without the outbox trigger, ${top.connections} connection(s)`);
+      await sql`alter table public.leads disable trigger on_leads_inserted_outbox`;
+      try {
+        outboxOff = { connections: top.connections, platform: await platformPoint(top.connections, 0) };
+      } finally {
+        await sql`alter table public.leads enable trigger on_leads_inserted_outbox`;
       }
     }
-  } finally {
-    await Promise.all([platform.stop(), worker.stop()]);
-  }
-
-  log("starting the baseline (a) server");
-  const baseline = await startServer("scripts/bench/baseline_server.ts", serverEnv);
-  try {
-    for (const point of single) {
-      log(`A baseline (a), ${point.connections} connection(s)`);
-      point.baseline_http = await wrkPoint(
-        sql,
-        settings,
-        { server: baseline, path: BASELINE_PATH, table: "plain" },
-        point.connections,
-        0,
+    const batchAvailable = available && ok(probes.batch.status);
+    if (available && !batchAvailable) {
+      notes.push(
+        `Platform batch ingest skipped: it answered ${probes.batch.status} (${
+          probes.batch.body.slice(0, 120)
+        })`,
       );
     }
     for (const point of batch) {
+      if (batchAvailable) {
+        log(`B platform, ${point.connections} connection(s) x ${settings.batchSize} leads`);
+        point.platform = await platformPoint(point.connections, settings.batchSize);
+      }
       log(`B baseline (a), ${point.connections} connection(s) x ${settings.batchSize} leads`);
-      point.baseline_http = await wrkPoint(
-        sql,
-        settings,
-        { server: baseline, path: BASELINE_PATH, table: "plain" },
-        point.connections,
-        settings.batchSize,
-      );
+      point.baseline_http = await baselinePoint(point.connections, settings.batchSize);
     }
   } finally {
-    await baseline.stop();
+    // Stopped before pgbench runs, so idle pools never add up past max_connections.
+    await Promise.all(servers.map((server) => server.stop()));
   }
 
   const pgbench = (table: Exclude<Table, "platform">, rows: number, connections: number) =>

@@ -183,6 +183,20 @@ function ingestTables(report: IngestReport & { ratios: IngestRatios }, seconds: 
     single.push(loadRow(p.connections, SCHEMA_BASELINE, p.baseline_schema, r.platform_vs_schema));
   });
   out.push(table(header("req/s"), single));
+  for (const p of report.single) {
+    if (!p.rounds?.length) continue;
+    const runs = p.rounds.map((pair, i) => {
+      const rate = (run: Measured | null) => run ? fmt(run.requests_per_second, 0) : "n/a";
+      const ratio = pair.platform && pair.baseline_http
+        ? ` = ${fmt(pair.platform.requests_per_second / pair.baseline_http.requests_per_second)}x`
+        : "";
+      return `${i + 1}. ${rate(pair.platform)} / ${rate(pair.baseline_http)}${ratio}`;
+    });
+    out.push(
+      `${p.connections} connections in ${p.rounds.length} alternating rounds (the table shows the round ` +
+        `with the median ratio), platform / (a) req/s: ${runs.join("; ")}`,
+    );
+  }
   const off = report.outbox_off;
   const on = report.single.find((p) => p.connections === off?.connections)?.platform;
   if (off?.platform && on) {
