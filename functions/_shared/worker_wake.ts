@@ -15,14 +15,16 @@ export type Wake = () => void;
 
 type Handler<B extends unknown[]> = (request: Request, ...rest: B) => Response | Promise<Response>;
 
-/** Wraps a function's handler: a successful write (a non-GET answered 2xx) wakes the worker. */
+const WRITES = new Set(["POST", "PUT", "PATCH", "DELETE"]);
+
+/** Wraps a function's handler: a successful write (POST, PUT, PATCH or DELETE answered 2xx) wakes the worker. */
 export function wakeAfterWrites<B extends unknown[]>(
   handler: Handler<B>,
   wake: Wake,
 ): (request: Request, ...rest: B) => Promise<Response> {
   return async (request, ...rest) => {
     const response = await handler(request, ...rest);
-    if (request.method !== "GET" && response.status >= 200 && response.status < 300) wake();
+    if (WRITES.has(request.method) && response.status >= 200 && response.status < 300) wake();
     return response;
   };
 }

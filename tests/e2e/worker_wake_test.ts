@@ -196,7 +196,7 @@ test("wake-ups fold into few calls, one at a time and spaced, each after the wak
   }
 });
 
-test("reads and refused writes wake nothing; a worker that fails or cannot be reached costs the write nothing", async () => {
+test("reads, preflights and refused writes wake nothing; a worker that fails or cannot be reached costs the write nothing", async () => {
   const recorder = startRecorder(500, 1);
   const config = configWith({ WORKER_URL: recorder.url }, { wake_interval_ms: 10 });
   const handler = wakeAfterWrites(
@@ -206,9 +206,15 @@ test("reads and refused writes wake nothing; a worker that fails or cannot be re
   );
   try {
     await handler(new Request("http://function.test/read"));
+    await handler(new Request("http://function.test/read", { method: "HEAD" }));
+    await handler(new Request("http://function.test/preflight", { method: "OPTIONS" }));
     await handler(new Request("http://function.test/bad", { method: "POST" }));
     await sleep(100);
-    assert.equal(recorder.calls.length, 0, "WAKE-07: a GET and a 422 POST wake nothing");
+    assert.equal(
+      recorder.calls.length,
+      0,
+      "WAKE-07: GET, HEAD, a CORS preflight and a 422 POST wake nothing",
+    );
 
     const answered = await handler(new Request("http://function.test/ok", { method: "POST" }));
     assert.equal(answered.status, 201, "WAKE-08: the write's answer is its own");
