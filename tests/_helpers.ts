@@ -11,6 +11,8 @@ import { jobHandlers } from "../functions/worker/handlers.ts";
 import { createWorker } from "../functions/worker/worker.ts";
 import { hashToken, randomToken, signAccessToken } from "../functions/_shared/auth.ts";
 import { createSession } from "../functions/auth/auth.queries.ts";
+import { createSecretBox } from "../functions/_shared/integrations/secret_box.ts";
+import { generateSigningSecret, webhookSecretContext } from "../functions/_shared/outbound_webhooks.ts";
 import { migrate } from "../scripts/migrate.ts";
 
 /** The database `deno task test` created and migrated for this run. */
@@ -108,6 +110,17 @@ export async function addMember(
     returning id`;
   if (!row) throw new Error(`Role "${role}" not found in client "${clientId}"`);
   return row.id;
+}
+
+/** A webhook endpoint of the client on lead.created, its signing secret sealed as the API stores it. */
+export async function addWebhookEndpoint(sql: Sql, clientId: string, url: string, encryptionKey: string) {
+  const [endpoint] = await sql<{ id: string }[]>`
+    insert into public.webhook_endpoints (client_id, url, events) values (${clientId}, ${url}, '{lead.created}')
+    returning id`;
+  const secret = generateSigningSecret();
+  const sealed = await createSecretBox(encryptionKey).seal(secret, webhookSecretContext(endpoint.id));
+  await sql`insert into app.webhook_secrets (endpoint_id, secret_sealed) values (${endpoint.id}, ${sealed})`;
+  return { endpointId: endpoint.id, secret };
 }
 
 /** A client with an owner, an admin, a manager with an agent below, an agent outside that team, and a viewer. */

@@ -7,8 +7,6 @@ import assert from "node:assert/strict";
 import { SignJWT } from "jose";
 import { loadConfig } from "../../functions/_shared/config.ts";
 import { createDb, type Sql } from "../../functions/_shared/db.ts";
-import { createSecretBox } from "../../functions/_shared/integrations/secret_box.ts";
-import { generateSigningSecret, webhookSecretContext } from "../../functions/_shared/outbound_webhooks.ts";
 import { jobHandlers } from "../../functions/worker/handlers.ts";
 import { flushLeadSearchIndex } from "../../functions/worker/queue.ts";
 import { createWorker, type JobHandler, type Worker } from "../../functions/worker/worker.ts";
@@ -16,6 +14,7 @@ import { migrate } from "../../scripts/migrate.ts";
 import { freePort, startEmbeddedPostgres } from "../../scripts/embedded_postgres.ts";
 import {
   addMember,
+  addWebhookEndpoint,
   call,
   createClient,
   createUser,
@@ -75,16 +74,8 @@ async function clientWithEndpoint(url: string, sql: Sql = db()) {
   }@example.com`}, 'Owner') returning id`;
   await sql`insert into public.memberships (client_id, user_id, role_id)
             select ${clientId}, ${owner.id}, r.id from public.roles r where r.client_id = ${clientId} and r.key = 'owner'`;
-  const [endpoint] = await sql<{ id: string }[]>`
-    insert into public.webhook_endpoints (client_id, url, events) values (${clientId}, ${url}, '{lead.created}')
-    returning id`;
-  const secret = generateSigningSecret();
-  const sealed = await createSecretBox(config.secrets.encryption_key).seal(
-    secret,
-    webhookSecretContext(endpoint.id),
-  );
-  await sql`insert into app.webhook_secrets (endpoint_id, secret_sealed) values (${endpoint.id}, ${sealed})`;
-  return { clientId, ownerId: owner.id, endpointId: endpoint.id, secret };
+  const { endpointId, secret } = await addWebhookEndpoint(sql, clientId, url, config.secrets.encryption_key);
+  return { clientId, ownerId: owner.id, endpointId, secret };
 }
 
 async function createLead(clientId: string, sql: Sql = db()): Promise<string> {

@@ -9,14 +9,12 @@ import assert from "node:assert/strict";
 import { jwtVerify } from "jose";
 import { type Config, loadConfig } from "../../functions/_shared/config.ts";
 import { createDb, type Sql } from "../../functions/_shared/db.ts";
-import { generateSigningSecret, webhookSecretContext } from "../../functions/_shared/outbound_webhooks.ts";
-import { createSecretBox } from "../../functions/_shared/integrations/secret_box.ts";
 import { serveWithWake, wakeAfterWrites, workerWake } from "../../functions/_shared/worker_wake.ts";
 import { createIngestApp } from "../../functions/ingest/app.ts";
 import { createWorkerApp } from "../../functions/worker/app.ts";
 import { jobHandlers } from "../../functions/worker/handlers.ts";
 import { createWorker } from "../../functions/worker/worker.ts";
-import { test, testDatabaseUrl, uniq, withPrivateDatabase } from "../_helpers.ts";
+import { addWebhookEndpoint, test, testDatabaseUrl, uniq, withPrivateDatabase } from "../_helpers.ts";
 
 const LISTEN = { port: 0, hostname: "127.0.0.1", onListen: () => {} };
 
@@ -83,14 +81,7 @@ async function clientWithHookAndKey(sql: Sql, hookUrl: string, config: Config) {
       returning id`;
     manager ??= member.id;
   }
-  const [endpoint] = await sql<{ id: string }[]>`
-    insert into public.webhook_endpoints (client_id, url, events) values (${clientId}, ${hookUrl}, '{lead.created}')
-    returning id`;
-  const sealed = await createSecretBox(config.secrets.encryption_key).seal(
-    generateSigningSecret(),
-    webhookSecretContext(endpoint.id),
-  );
-  await sql`insert into app.webhook_secrets (endpoint_id, secret_sealed) values (${endpoint.id}, ${sealed})`;
+  await addWebhookEndpoint(sql, clientId, hookUrl, config.secrets.encryption_key);
   const prefix = "wake" + crypto.randomUUID().replace(/[^a-z]/g, "").slice(0, 4).padEnd(4, "a");
   const key = `lap_live_${prefix}_${crypto.randomUUID().replaceAll("-", "")}`;
   const hash = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key)));
