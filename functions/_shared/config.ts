@@ -63,6 +63,15 @@ const configSchema = z.object({
     disable_after_hours: z.coerce.number().positive(),
     allow_local_targets: flag,
   }),
+  retention: z.object({
+    interval_seconds: positiveInt,
+    batch: positiveInt,
+    finished_jobs_days: positiveInt,
+    dead_days: positiveInt,
+    webhook_inbox_days: positiveInt,
+    webhook_deliveries_days: positiveInt,
+    sessions_days: positiveInt,
+  }),
   whatsapp: z.object({
     unconfirmed_send_wait_seconds: positiveInt,
   }),
@@ -133,6 +142,7 @@ export function loadConfig(
     auth: file.auth,
     ingest: file.ingest,
     queue: file.queue,
+    retention: file.retention,
     whatsapp: file.whatsapp,
     google_sheets: file.google_sheets,
     webhooks: {

@@ -40,6 +40,22 @@ export async function schedulePeriodicJobs(sql: Sql, config: Config): Promise<nu
   return count;
 }
 
+/**
+ * Deletes operational records past their retention when a pass is due (sql/0037_retention.sql); returns the
+ * rows deleted per table, or null when no pass was due or another worker's pass was running.
+ */
+export async function pruneExpired(
+  sql: Sql,
+  config: Config,
+): Promise<Record<string, number | boolean> | null> {
+  const retention = config.retention;
+  const [{ pruned }] = await sql<{ pruned: Record<string, number | boolean> | null }[]>`
+    select app.prune_expired(${retention.interval_seconds}, ${retention.batch},
+      ${retention.finished_jobs_days}, ${retention.dead_days}, ${retention.webhook_inbox_days},
+      ${retention.webhook_deliveries_days}, ${retention.sessions_days}) as pruned`;
+  return pruned;
+}
+
 /** Merges the lead search index's pending entries (sql/0028); returns how many pending pages it emptied. */
 export async function flushLeadSearchIndex(sql: Sql): Promise<number> {
   const [{ pages }] = await sql<{ pages: string }[]>`select app.flush_lead_search_index() as pages`;

@@ -15,6 +15,7 @@ import {
   failJob,
   flushLeadSearchIndex,
   type Job,
+  pruneExpired,
   releaseJobs,
   routeWebhookInbox,
   schedulePeriodicJobs,
@@ -86,11 +87,13 @@ export function createWorker(
   let nudged = false;
   let loop: Promise<void> | undefined;
   let stopping = false;
-  // Periodic jobs are enqueued at most once a minute per worker (their keys make every worker agree).
+  // Periodic jobs are enqueued at most once a minute per worker (their keys make every worker agree), and
+  // retention is checked as often (the database runs a pass only when one is due).
   let scheduledAt = -Infinity;
   let housekeptAt = -Infinity;
   let flushedAt = -Infinity;
   let flushing: Promise<void> | undefined;
+  let pruning: Promise<void> | undefined;
 
   function emptyStats(): DrainStats {
     return { dispatched: 0, claimed: 0, succeeded: 0, retried: 0, dead: 0 };
@@ -177,9 +180,24 @@ export function createWorker(
     }
   }
 
+  /** Runs a retention pass if one is due, in the background: a long pass must not hold back dispatch. */
+  function prune() {
+    pruning ??= pruneExpired(sql, config)
+      .then(
+        (pruned) => {
+          if (pruned && Object.values(pruned).some((count) => typeof count === "number" && count > 0)) {
+            log("info", "retention pass deleted expired records", { worker_id: id, ...pruned });
+          }
+        },
+        (error) => log("error", "retention pass failed", { worker_id: id, error: String(error) }),
+      )
+      .finally(() => pruning = undefined);
+  }
+
   /**
-   * Turns new events into jobs: the outbox, the webhook inbox and (once a minute) the periodic jobs; starts
-   * merging the lead search index's pending entries when due. Returns how many events became work.
+   * Turns new events into jobs: the outbox, the webhook inbox and (once a minute) the periodic jobs and the
+   * retention check; starts merging the lead search index's pending entries when due. Returns how many
+   * events became work.
    */
   async function housekeeping(): Promise<number> {
     housekeptAt = performance.now();
@@ -189,6 +207,7 @@ export function createWorker(
     if (performance.now() - scheduledAt >= 60_000) {
       scheduledAt = performance.now();
       await schedulePeriodicJobs(sql, config);
+      prune();
     }
     if (!flushing && performance.now() - flushedAt >= config.queue.search_flush_interval_ms) {
       flushedAt = performance.now();
@@ -240,7 +259,7 @@ export function createWorker(
     }
     await Promise.all(inFlight.values());
     await flushCompletions();
-    await flushing;
+    await Promise.all([flushing, pruning]);
     return {
       dispatched: stats.dispatched - before.dispatched,
       claimed: stats.claimed - before.claimed,
@@ -282,7 +301,7 @@ export function createWorker(
     await Promise.race([Promise.all(inFlight.values()), grace]);
     clearTimeout(timer);
     await flushCompletions();
-    await flushing;
+    await Promise.all([flushing, pruning]);
     const unfinished = [...inFlight.keys()];
     if (unfinished.length) {
       const released = await releaseJobs(sql, id, unfinished).catch(() => 0);

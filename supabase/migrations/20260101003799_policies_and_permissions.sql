@@ -360,6 +360,7 @@ alter table app.automation_catalog enable row level security;
 alter table app.integration_secrets enable row level security;
 alter table app.meta_page_tokens enable row level security;
 alter table app.webhook_inbox enable row level security;
+alter table app.retention_state enable row level security;
 
 -- Source: policies/products.sql
 
