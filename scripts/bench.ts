@@ -74,7 +74,8 @@ async function machineInfo(sql: postgres.Sql): Promise<Machine> {
   const [{ version }] = await sql<{ version: string }[]>`select version()`;
   const settings = await sql<{ name: string; setting: string }[]>`
     select name, current_setting(name) as setting from pg_settings
-    where name in ('shared_buffers', 'max_connections', 'synchronous_commit', 'fsync', 'work_mem', 'jit')
+    where name in ('shared_buffers', 'max_connections', 'synchronous_commit', 'fsync', 'work_mem', 'jit',
+      'autovacuum', 'max_wal_size')
     order by name`;
   return {
     cpu,
