@@ -33,8 +33,9 @@ create table app.retention_state (
 );
 comment on table app.retention_state is 'The last retention pass (app.prune_expired): when, and how many rows went.';
 
--- The pruning scans: each reads its table's oldest candidates through an index, whatever the table's size.
--- finished_at is set only on a job's last state (succeeded, dead, cancelled).
+-- The tables that grow with traffic are read oldest first through an index, so a pass costs the same whatever
+-- their size (the delivery log through its ids, below); sessions, invitations and rate-limit counters are
+-- read whole, once a pass. finished_at is set only on a job's last state (succeeded, dead, cancelled).
 create index jobs_finished_at_idx on app.jobs (finished_at) where finished_at is not null;
 create index webhook_inbox_received_at_idx on app.webhook_inbox (received_at);
 create index refresh_tokens_expires_at_idx on app.refresh_tokens (expires_at);
@@ -141,7 +142,7 @@ begin
   v_pruned := v_pruned || jsonb_build_object('more',
     exists (select 1 from jsonb_each(v_pruned) e where e.value::int >= p_batch));
 
-  insert into app.retention_state as s (id, last_run_at, pruned) values (true, now(), v_pruned)
+  insert into app.retention_state (id, last_run_at, pruned) values (true, now(), v_pruned)
   on conflict (id) do update set last_run_at = excluded.last_run_at, pruned = excluded.pruned;
   return v_pruned;
 end
