@@ -8,7 +8,7 @@ import postgres from "postgres";
 import { loadConfig } from "../../functions/_shared/config.ts";
 import type { Sql } from "../../functions/_shared/db.ts";
 import { createWorker } from "../../functions/worker/worker.ts";
-import { test, withPrivateDatabase } from "../_helpers.ts";
+import { test, uniq, withPrivateDatabase } from "../_helpers.ts";
 
 type Pruned = Record<string, number | boolean>;
 
@@ -29,14 +29,14 @@ async function remaining(sql: Sql, table: string, column: string, values: string
 }
 
 async function client(sql: Sql): Promise<string> {
-  const id = `client-${crypto.randomUUID().slice(0, 8)}`;
+  const id = uniq("client");
   await sql`insert into public.clients (id, name) values (${id}, 'Retention')`;
   return id;
 }
 
 async function user(sql: Sql): Promise<string> {
   const [row] = await sql<{ id: string }[]>`
-    insert into public.users (email, full_name) values (${`u-${crypto.randomUUID()}@example.com`}, 'User')
+    insert into public.users (email, full_name) values (${`${uniq("user")}@example.com`}, 'User')
     returning id`;
   return row.id;
 }
