@@ -21,10 +21,10 @@ async function reachable(url: string): Promise<boolean> {
 
 /**
  * The maintenance-database URL of the server to use, and a stop function when an embedded server had to
- * be started (with its data in `embedded.dataDir`, on `embedded.port`).
+ * be started (with its data in `embedded.dataDir`, on `embedded.port`, else on a free port).
  */
 export async function findServer(
-  embedded: { dataDir: string; port: number },
+  embedded: { dataDir: string; port?: number },
 ): Promise<{ adminUrl: string; stop?: () => Promise<void> }> {
   const configured = Deno.env.get("DATABASE_URL");
   if (configured) return { adminUrl: configured };

@@ -52,27 +52,35 @@ interface Cluster {
  * Starts (initialising on first use) a PostgreSQL server with data in dataDir, listening on 127.0.0.1:port,
  * superuser postgres / password postgres. Idempotent: reuses an existing cluster in dataDir; if a server from
  * a previous run is still running on that dataDir it is reused or restarted cleanly.
+ *
+ * Without a port it takes one that is free (pickPort). Another process can take that port before the server
+ * binds it, since the kernel hands the same range to outgoing connections, so then it tries another.
  */
 export async function startEmbeddedPostgres(
-  opts: { dataDir: string; port: number },
+  opts: { dataDir: string; port?: number },
+  pickPort = freePort,
 ): Promise<EmbeddedPostgres> {
   const dataDir = resolve(opts.dataDir);
-  const cluster: Cluster = {
-    dataDir,
-    port: opts.port,
-    binDir: await prepareBinaries(),
-    owner: await unprivilegedIdentity(),
-  };
-  const server: EmbeddedPostgres = {
-    url: `postgres://${SUPERUSER}:${PASSWORD}@127.0.0.1:${opts.port}/postgres`,
-    port: opts.port,
-    dataDir,
-    start: () => withLock(dataDir, () => ensureRunning(cluster)),
-    stop: () => withLock(dataDir, () => stopServer(cluster)),
-    remove: () => removeCluster(cluster),
-  };
-  await server.start();
-  return server;
+  const binDir = await prepareBinaries();
+  const owner = await unprivilegedIdentity();
+  for (let attempt = 1;; attempt++) {
+    const cluster: Cluster = { dataDir, port: opts.port ?? pickPort(), binDir, owner };
+    const server: EmbeddedPostgres = {
+      url: `postgres://${SUPERUSER}:${PASSWORD}@127.0.0.1:${cluster.port}/postgres`,
+      port: cluster.port,
+      dataDir,
+      start: () => withLock(dataDir, () => ensureRunning(cluster)),
+      stop: () => withLock(dataDir, () => stopServer(cluster)),
+      remove: () => removeCluster(cluster),
+    };
+    try {
+      await server.start();
+      return server;
+    } catch (error) {
+      const taken = String(error).includes("Address already in use");
+      if (opts.port !== undefined || !taken || attempt === 5) throw error;
+    }
+  }
 }
 
 /**
@@ -99,7 +107,7 @@ function ignoreNotFound(error: unknown) {
 }
 
 /** A TCP port that was free a moment ago (the kernel picks it; the listener is closed at once). */
-export function freePort(): number {
+function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr as Deno.NetAddr;
   listener.close();

@@ -8,7 +8,7 @@
  */
 import postgres from "postgres";
 import { findServer, withDatabase } from "./database_server.ts";
-import { freePort, removeEmbeddedCluster } from "./embedded_postgres.ts";
+import { removeEmbeddedCluster } from "./embedded_postgres.ts";
 import { migrate } from "./migrate.ts";
 
 /**
@@ -78,7 +78,7 @@ export async function removeAbandonedClusters() {
 if (import.meta.main) {
   await removeAbandonedClusters();
   // Without a server on 5432, a cluster of this run's own, so concurrent runs never stop each other's.
-  const embedded = { dataDir: `${DATA}test-postgres-${Deno.pid}`, port: freePort() };
+  const embedded = { dataDir: `${DATA}test-postgres-${Deno.pid}` };
   const server = await findServer(embedded);
   const database = `lap_test_${Date.now()}_${Deno.pid}`;
   const admin = postgres(server.adminUrl, { max: 1, onnotice: () => {} });

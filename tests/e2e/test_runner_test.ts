@@ -3,7 +3,7 @@
  * next one, and those of runs still going are left alone.
  */
 import assert from "node:assert/strict";
-import { freePort, startEmbeddedPostgres } from "../../scripts/embedded_postgres.ts";
+import { startEmbeddedPostgres } from "../../scripts/embedded_postgres.ts";
 import { removeAbandonedClusters } from "../../scripts/test.ts";
 import { test } from "../_helpers.ts";
 
@@ -26,7 +26,7 @@ test("the test runner removes the clusters of runs that are gone and keeps those
   await gone.status;
   const abandoned = `${DATA}test-probe-${gone.pid}`;
   const live = `${DATA}test-probe-${Deno.pid}`;
-  const pg = await startEmbeddedPostgres({ dataDir: abandoned, port: freePort() });
+  const pg = await startEmbeddedPostgres({ dataDir: abandoned });
   await Deno.mkdir(live, { recursive: true });
   try {
     assert.ok(await listening(pg.port), "the abandoned cluster's server runs");
@@ -38,5 +38,28 @@ test("the test runner removes the clusters of runs that are gone and keeps those
   } finally {
     await pg.remove();
     await Deno.remove(live, { recursive: true });
+  }
+});
+
+test("an embedded server whose free port was taken before it bound starts on another", async () => {
+  // Held open, as an outgoing connection or another process could hold the port freePort() had returned.
+  const holder = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const taken = (holder.addr as Deno.NetAddr).port;
+  const offered: number[] = [];
+  const pickPort = () => {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const free = (listener.addr as Deno.NetAddr).port;
+    listener.close();
+    offered.push(offered.length === 0 ? taken : free);
+    return offered.at(-1)!;
+  };
+  const pg = await startEmbeddedPostgres({ dataDir: `${DATA}test-port-${Deno.pid}` }, pickPort);
+  try {
+    assert.equal(offered.length, 2, "TR-04: the taken port is given up for another");
+    assert.equal(pg.port, offered[1], "TR-04: the server runs on the second port");
+    assert.ok(await listening(pg.port), "TR-04: and accepts connections");
+  } finally {
+    holder.close();
+    await pg.remove();
   }
 });

@@ -11,7 +11,7 @@ import { jobHandlers } from "../../functions/worker/handlers.ts";
 import { flushLeadSearchIndex } from "../../functions/worker/queue.ts";
 import { createWorker, type JobHandler, type Worker } from "../../functions/worker/worker.ts";
 import { migrate } from "../../scripts/migrate.ts";
-import { freePort, startEmbeddedPostgres } from "../../scripts/embedded_postgres.ts";
+import { startEmbeddedPostgres } from "../../scripts/embedded_postgres.ts";
 import {
   addMember,
   addWebhookEndpoint,
@@ -441,7 +441,7 @@ test("restarting PostgreSQL during a burst of leads loses no event", async () =>
   // talk to each other's server; sharing port 54331 once hung CI for its whole time limit. A run killed
   // before it removes the cluster leaves it to the next run's test runner (scripts/test.ts).
   const dataDir = `.data/test-restart-${Deno.pid}`;
-  const pg = await startEmbeddedPostgres({ dataDir, port: freePort() });
+  const pg = await startEmbeddedPostgres({ dataDir });
   const url = pg.url.replace(/\/[^/]*$/, "/postgres");
   const database = `lap_restart_${Date.now()}`;
   const admin = createDb(url, { max: 1 });
