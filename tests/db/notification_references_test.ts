@@ -1,0 +1,181 @@
+/**
+ * Notifications without foreign keys (sql/0038_notification_references.sql): deleting a lead, a user or a
+ * client deletes their notifications, and neither the dispatcher nor app.notify_admins_once() leaves a
+ * notification behind about a row deleted while they run. The races run on databases of their own, so no
+ * other test file's worker dispatches the events they hold.
+ */
+import assert from "node:assert/strict";
+import postgres from "postgres";
+import type { Sql } from "../../functions/_shared/db.ts";
+import { addMember, createClient, createUser, db, test, uniq, withPrivateDatabase } from "../_helpers.ts";
+
+async function insertNotification(clientId: string, userId: string, leadId: string | null) {
+  const [row] = await db()<{ id: string }[]>`
+    insert into public.notifications (client_id, user_id, kind, title, lead_id)
+    values (${clientId}, ${userId}, 'lead.created', 'New lead', ${leadId}) returning id`;
+  return row.id;
+}
+
+async function insertLead(sql: Sql, clientId: string, ownerMembership: string | null): Promise<string> {
+  const [row] = await sql<{ id: string }[]>`
+    insert into public.leads (client_id, source, full_name, email, owner_membership_id)
+    values (${clientId}, 'api', 'Nell Notified', ${`${uniq("nell")}@example.com`}, ${ownerMembership})
+    returning id`;
+  return row.id;
+}
+
+async function remaining(ids: string[]): Promise<string[]> {
+  const rows = await db()<{ id: string }[]>`select id from public.notifications where id = any (${ids})`;
+  return rows.map((row) => row.id).sort();
+}
+
+test("deleting a lead, a user or a client deletes their notifications and no others", async () => {
+  const [clientA, clientB] = [await createClient(), await createClient()];
+  const [ann, bob] = [await createUser(), await createUser()];
+  const annA = await addMember(clientA, ann.id, "owner");
+  await addMember(clientB, ann.id, "owner");
+  await addMember(clientA, bob.id, "agent", annA);
+  const [lead1, lead2] = [await insertLead(db(), clientA, annA), await insertLead(db(), clientA, annA)];
+  const ofLead1 = [
+    await insertNotification(clientA, ann.id, lead1),
+    await insertNotification(clientA, bob.id, lead1),
+  ];
+  const ofLead2 = await insertNotification(clientA, ann.id, lead2);
+  const bobsOther = await insertNotification(clientA, bob.id, null);
+  const annInB = await insertNotification(clientB, ann.id, null);
+  const annInA = await insertNotification(clientA, ann.id, null);
+
+  await db()`delete from public.leads where id = ${lead1}`;
+  assert.deepEqual(await remaining(ofLead1), [], "NREF-01: a deleted lead's notifications go with it");
+  assert.deepEqual(await remaining([ofLead2]), [ofLead2], "NREF-02: another lead's stay");
+
+  await db()`delete from public.users where id = ${bob.id}`;
+  assert.deepEqual(await remaining([bobsOther]), [], "NREF-03: a deleted user's notifications go with them");
+
+  await db()`delete from public.clients where id = ${clientA}`;
+  assert.deepEqual(
+    await remaining([ofLead2, annInA, annInB]),
+    [annInB],
+    "NREF-04: a deleted client's notifications go, those without a lead too; the user's in another client stay",
+  );
+});
+
+/**
+ * Runs `holder` in a transaction left open until `waiter`, on another connection, waits for a lock (or ends
+ * without one); then commits it and waits for `waiter`.
+ */
+async function whileHolding(
+  sql: Sql,
+  url: string,
+  holder: (tx: postgres.TransactionSql) => Promise<unknown>,
+  waiter: (other: Sql) => Promise<unknown>,
+) {
+  const [first, second] = [1, 2].map(() => postgres(url, { max: 1, onnotice: () => {} }));
+  try {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => release = resolve);
+    let holding!: () => void;
+    const held = new Promise<void>((resolve) => holding = resolve);
+    const transaction = first.begin(async (tx) => {
+      await holder(tx);
+      holding();
+      await released;
+    });
+    await held;
+    let finished = false;
+    const waiting = waiter(second).finally(() => finished = true);
+    for (let i = 0; i < 200 && !finished; i++) {
+      const [{ blocked }] = await sql<{ blocked: boolean }[]>`
+        select exists (select 1 from pg_stat_activity
+          where datname = current_database() and wait_event_type = 'Lock') as blocked`;
+      if (blocked) break;
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    release();
+    await transaction;
+    await waiting;
+  } finally {
+    await Promise.all([first.end(), second.end()]);
+  }
+}
+
+/** A client whose agent reports to an admin below its owner, and a lead of the agent's whose event waits in the outbox. */
+async function leadAwaitingDispatch(sql: Sql) {
+  const clientId = uniq("client");
+  await sql`insert into public.clients (id, name) values (${clientId}, 'Races')`;
+  const members: Record<"owner" | "admin" | "agent", { user: string; membership: string }> = {} as never;
+  let reportsTo: string | null = null;
+  for (const role of ["owner", "admin", "agent"] as const) {
+    const [row]: { user_id: string; id: string }[] = await sql<{ user_id: string; id: string }[]>`
+      with u as (
+        insert into public.users (email, full_name) values (${`${
+      uniq(role)
+    }@example.com`}, ${role}) returning id
+      )
+      insert into public.memberships (client_id, user_id, role_id, reports_to)
+      select ${clientId}, u.id, r.id, ${reportsTo}::uuid from u
+      join public.roles r on r.client_id = ${clientId} and r.key = ${role}
+      returning user_id, id`;
+    members[role] = { user: row.user_id, membership: row.id };
+    reportsTo = row.id;
+  }
+  const leadId = await insertLead(sql, clientId, members.agent.membership);
+  return { clientId, leadId, members };
+}
+
+async function notificationsOf(sql: Sql, column: "lead_id" | "user_id", id: string): Promise<number> {
+  const [{ count }] = await sql.unsafe<{ count: number }[]>(
+    `select count(*)::int as count from public.notifications where ${column} = $1`,
+    [id],
+  );
+  return count;
+}
+
+const dispatch = (sql: Sql | postgres.TransactionSql) => sql`select app.dispatch_events(100, 5)`;
+
+test("the dispatcher writes nothing about a lead whose deletion commits while it waits", async () => {
+  await withPrivateDatabase(async (sql, url) => {
+    const { leadId } = await leadAwaitingDispatch(sql);
+    await whileHolding(sql, url, (tx) => tx`delete from public.leads where id = ${leadId}`, dispatch);
+    assert.equal(
+      await notificationsOf(sql, "lead_id", leadId),
+      0,
+      "NREF-05: no notification of a deleted lead",
+    );
+    const [{ left }] = await sql<{ left: number }[]>`select count(*)::int as left from app.outbox`;
+    assert.equal(left, 0, "NREF-06: the event is consumed all the same");
+  });
+});
+
+test("a lead deleted while its dispatch is uncommitted waits, and its notifications go with it", async () => {
+  await withPrivateDatabase(async (sql, url) => {
+    const { leadId } = await leadAwaitingDispatch(sql);
+    await whileHolding(sql, url, dispatch, (other) => other`delete from public.leads where id = ${leadId}`);
+    assert.equal(await notificationsOf(sql, "lead_id", leadId), 0, "NREF-07: nothing is left about the lead");
+  });
+});
+
+test("a user deleted while a dispatch or an admin notice is uncommitted loses those notifications too", async () => {
+  await withPrivateDatabase(async (sql, url) => {
+    const { members } = await leadAwaitingDispatch(sql);
+    await whileHolding(
+      sql,
+      url,
+      dispatch,
+      (other) => other`delete from public.users where id = ${members.agent.user}`,
+    );
+    assert.equal(await notificationsOf(sql, "user_id", members.agent.user), 0, "NREF-08: the dispatch's");
+  });
+  await withPrivateDatabase(async (sql, url) => {
+    const { clientId, members } = await leadAwaitingDispatch(sql);
+    await whileHolding(
+      sql,
+      url,
+      (tx) =>
+        tx`select app.notify_admins_once(${clientId}, 'integration.broken', 'sheets', 'Sheets stopped', '', '{}',
+          interval '1 day')`,
+      (other) => other`delete from public.users where id = ${members.admin.user}`,
+    );
+    assert.equal(await notificationsOf(sql, "user_id", members.admin.user), 0, "NREF-09: the admin notice's");
+  });
+});
