@@ -23,7 +23,7 @@
  *   BENCH_LEADS=1000000         leads generated for section C
  *   BENCH_LIST_ITERATIONS=1000  most runs per lead-list case (each also stops after 5 s of its own runs)
  *   BENCH_POOL=20               postgres.js pool size of each HTTP server
- *   BENCH_ROUNDS=3              alternating platform and (a) runs at 64 connections (the medians are reported)
+ *   BENCH_ROUNDS=5              alternating platform and (a) runs at 64 connections (the medians are reported)
  *   BENCH_KEEP_DB=1             keep the database afterwards (for EXPLAIN); its name is printed
  */
 import postgres from "postgres";
@@ -107,7 +107,7 @@ if (import.meta.main) {
     batch_connections: [1, 4],
     batch_size: 500,
     pool_per_server: whole("BENCH_POOL", 20),
-    rounds: Math.max(1, whole("BENCH_ROUNDS", 3)),
+    rounds: Math.max(1, whole("BENCH_ROUNDS", 5)),
     leads: whole("BENCH_LEADS", 1_000_000),
     list_iterations: whole("BENCH_LIST_ITERATIONS", 1000),
     list_seconds_per_case: 5,
