@@ -282,6 +282,62 @@ test("dispatch_events() follows a client's automation switches", async () => {
   );
 });
 
+test("dispatch_events() notifies managers only as far up as the client's notify_manager_levels", async () => {
+  const notifiedFor = async (levels: number | null) => {
+    const client = await createClient();
+    await db()`update public.clients set settings = ${
+      db().json({ notify_manager_levels: levels, locale: "en" })
+    }
+      where id = ${client}`;
+    const users = [await createUser(), await createUser(), await createUser()];
+    const owner = await addMember(client, users[0].id, "owner");
+    const manager = await addMember(client, users[1].id, "manager", owner);
+    const agent = await addMember(client, users[2].id, "agent", manager);
+    const [lead] = await db()<{ id: string }[]>`
+      insert into public.leads (client_id, source, full_name, phone, owner_membership_id)
+      values (${client}, 'api', 'Lev Levels', '+14155550177', ${agent}) returning id`;
+    for (let i = 0; i < 20; i++) {
+      await db()`select app.dispatch_events(1000, 5)`;
+      const [{ left }] = await db()<{ left: number }[]>`
+        select count(*)::int as left from app.outbox where subject_id = ${lead.id}`;
+      if (left === 0) break;
+    }
+    const rows = await db()<{ user_id: string }[]>`
+      select user_id from public.notifications where lead_id = ${lead.id}`;
+    const names = new Map(users.map((user, i) => [user.id, ["owner", "manager", "agent"][i]]));
+    return rows.map((row) => names.get(row.user_id)).sort();
+  };
+  assert.deepEqual(
+    await notifiedFor(0),
+    ["agent"],
+    "DISP-15: 0 keeps lead notifications to the lead's owner",
+  );
+  assert.deepEqual(await notifiedFor(1), ["agent", "manager"], "DISP-16: 1 adds the owner's manager");
+  assert.deepEqual(
+    await notifiedFor(null),
+    ["agent", "manager", "owner"],
+    "DISP-17: null tells every manager",
+  );
+});
+
+test("a client's notify_manager_levels must be a whole number from 0 to 100, or null", async () => {
+  const client = await createClient();
+  for (const levels of [-1, 101, 1.5, "2", true, [1]]) {
+    await assert.rejects(
+      db()`update public.clients set settings = ${
+        db().json({ notify_manager_levels: levels })
+      } where id = ${client}`,
+      (error: { code?: string }) => error.code === "23514",
+      `DISP-18: ${JSON.stringify(levels)} is refused`,
+    );
+  }
+  for (const levels of [0, 100, 3.0, null]) {
+    await db()`update public.clients set settings = ${
+      db().json({ notify_manager_levels: levels })
+    } where id = ${client}`;
+  }
+});
+
 test("dispatch_events() parks an event it cannot dispatch and dispatches the rest", async () => {
   const client = await createClient();
   const owner = await createUser();

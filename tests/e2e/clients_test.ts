@@ -41,8 +41,8 @@ async function allPages(s: Stack, path: string, token: string): Promise<{ pages:
 }
 
 async function clientRow(id: string) {
-  const [row] = await db()<{ name: string; status: string }[]>`
-    select name, status from public.clients where id = ${id}`;
+  const [row] = await db()<{ name: string; status: string; settings: Record<string, unknown> }[]>`
+    select name, status, settings from public.clients where id = ${id}`;
   return row;
 }
 
@@ -231,6 +231,38 @@ test("the owner renames the client with PATCH (200) and the change is stored", a
 
   const again = await call(stack, "GET", `/api/clients/${team.clientId}`, { token });
   assert.equal(again.body.name, "Renamed Realty", "GET returns the new name");
+});
+
+test("PATCH settings takes notify_manager_levels as a whole number from 0 to 100 or null, and refuses the rest", async () => {
+  const team = await createTeam();
+  const token = await signIn(team.users.owner, team.clientId);
+  const ok = await call(stack, "PATCH", `/api/clients/${team.clientId}`, {
+    token,
+    body: { settings: { notify_manager_levels: 1, locale: "fr" } },
+  });
+  assert.equal(ok.status, 200, JSON.stringify(ok.body));
+  assert.deepEqual(
+    ok.body.settings,
+    { notify_manager_levels: 1, locale: "fr" },
+    "the setting and other keys are kept",
+  );
+  assert.deepEqual((await clientRow(team.clientId)).settings, { notify_manager_levels: 1, locale: "fr" });
+  for (const levels of [-1, 101, 1.5, "2", true]) {
+    const reply = await call(stack, "PATCH", `/api/clients/${team.clientId}`, {
+      token,
+      body: { settings: { notify_manager_levels: levels } },
+    });
+    assert.equal(reply.status, 422, `${JSON.stringify(levels)}: ${JSON.stringify(reply.body)}`);
+    assert.ok(
+      reply.body.errors.some((e: { path: string }) => e.path === "body.settings.notify_manager_levels"),
+      `${JSON.stringify(levels)}: the setting is named`,
+    );
+  }
+  assert.deepEqual(
+    (await clientRow(team.clientId)).settings,
+    { notify_manager_levels: 1, locale: "fr" },
+    "a refused value changes nothing",
+  );
 });
 
 test("agents and viewers cannot PATCH the client (403 permission_denied)", async () => {

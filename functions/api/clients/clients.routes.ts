@@ -7,7 +7,15 @@ export const clientIdSchema = z.string().regex(
   "Use 3-64 lowercase letters, digits, '-' or '_', starting and ending with a letter or digit",
 ).openapi({ example: "acme-realty" });
 
-const settingsSchema = z.record(z.string(), z.unknown()).openapi({ description: "Client-level settings" });
+/** Client-level settings: the keys below are checked (sql/0039_notification_levels.sql too); others are kept as sent. */
+const settingsSchema = z.looseObject({
+  notify_manager_levels: z.int().min(0).max(100).nullable().optional().openapi({
+    description:
+      "How many managers above a lead's owner are notified of its lead events: 0 the owner alone, " +
+      "1 also their manager, and so on; absent or null: every manager up the reporting line",
+    example: 1,
+  }),
+}).openapi("ClientSettings", { description: "Client-level settings; keys not listed are stored as sent" });
 
 export const clientSchema = z.object({
   id: clientIdSchema,
