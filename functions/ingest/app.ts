@@ -217,14 +217,15 @@ const RETRYABLE = new Set(["40P01", "40001"]);
 /**
  * Database calls in flight at once per instance, the most items one grouped call carries, and the waiting
  * items that justify a second call beside a running one. Each call has a fixed cost, so a second call as
- * soon as one item waits is slower; but with a threshold above what ever waits, single leads never get a
- * second call. Measured on 2 cores with a worker beside (the bench's platform, single leads at 64
- * connections, 10 s points, each run comparing settings twice): once 32 wait 2,032-2,058 requests/s against
- * 1,724-1,777 once 250 wait (never, at 64 connections); 24 gave 1,928-1,959 and 48 1,721-1,845 in that run.
- * 500-lead batches at 4 connections gave 6,800 rows/s with two calls at once against 5,700 with one. Three
- * calls at once only made the groups smaller.
+ * soon as one item waits is slower; with a threshold above what ever waits, the database works on one call at
+ * a time and the second core idles. Measured on 2 cores with a worker beside (the bench's platform, single
+ * leads, 8 s points, the two settings interleaved over four rounds): once 8 wait, 2,297 requests/s (median)
+ * at 16 connections against 1,975 once 32 wait (which never happens there: the machine stayed 65% busy), and
+ * at 64 connections 3,753 against 3,744. An earlier machine, at 64 connections: 2,032-2,058 once 32 wait,
+ * 1,928-1,959 once 24, 1,721-1,845 once 48 and 1,724-1,777 once 250. 500-lead batches at 4 connections gave
+ * 6,800 rows/s with two calls at once against 5,700 with one. Three calls at once only made the groups smaller.
  */
-export const DEFAULT_QUEUE = { maxCalls: 2, maxItems: 500, overlapItems: 32 };
+export const DEFAULT_QUEUE = { maxCalls: 2, maxItems: 500, overlapItems: 8 };
 
 const keyHashes = new Map<string, string>();
 
