@@ -222,8 +222,9 @@ const RETRYABLE = new Set(["40P01", "40001"]);
  * leads, 8 s points, the two settings interleaved over four rounds): once 8 wait, 2,297 requests/s (median)
  * at 16 connections against 1,975 once 32 wait (which never happens there: the machine stayed 65% busy), and
  * at 64 connections 3,753 against 3,744. An earlier machine, at 64 connections: 2,032-2,058 once 32 wait,
- * 1,928-1,959 once 24, 1,721-1,845 once 48 and 1,724-1,777 once 250. 500-lead batches at 4 connections gave
- * 6,800 rows/s with two calls at once against 5,700 with one. Three calls at once only made the groups smaller.
+ * 1,928-1,959 once 24, 1,721-1,845 once 48 and 1,724-1,777 once 250. 500-lead batches at 4 connections
+ * gave 6,800 rows/s with two calls at once against 5,700 with one. Three calls at once only made the groups
+ * smaller.
  */
 export const DEFAULT_QUEUE = { maxCalls: 2, maxItems: 500, overlapItems: 8 };
 

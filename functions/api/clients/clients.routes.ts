@@ -7,7 +7,7 @@ export const clientIdSchema = z.string().regex(
   "Use 3-64 lowercase letters, digits, '-' or '_', starting and ending with a letter or digit",
 ).openapi({ example: "acme-realty" });
 
-/** Client-level settings: the keys below are checked (sql/0039_notification_levels.sql too); others are kept as sent. */
+/** Client-level settings: the keys below are checked (here and in sql/0038_notifications.sql). */
 const settingsSchema = z.looseObject({
   notify_manager_levels: z.int().min(0).max(100).nullable().optional().openapi({
     description:

@@ -1,5 +1,5 @@
 /**
- * Notifications without foreign keys (sql/0038_notification_references.sql): deleting a lead, a user or a
+ * Notifications without foreign keys (sql/0038_notifications.sql): deleting a lead, a user or a
  * client deletes their notifications, and neither the dispatcher nor app.notify_admins_once() leaves a
  * notification behind about a row deleted while they run. The races run on databases of their own, so no
  * other test file's worker dispatches the events they hold.
