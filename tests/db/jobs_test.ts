@@ -34,6 +34,16 @@ async function job(id: string) {
   return row;
 }
 
+/** Dispatches until the lead's events are consumed (other test files' dispatchers may take them first). */
+async function dispatchUntilConsumed(leadId: string) {
+  for (let i = 0; i < 20; i++) {
+    await db()`select app.dispatch_events(1000, 5)`;
+    const [{ left }] = await db()<{ left: number }[]>`
+      select count(*)::int as left from app.outbox where subject_id = ${leadId}`;
+    if (left === 0) return;
+  }
+}
+
 test("enqueue_job() creates one job per idempotency key", async () => {
   const client = await createClient();
   const key = uniq("key");
@@ -200,13 +210,7 @@ test("dispatch_events() turns lead events into webhook jobs and notifications fo
   const [lead] = await db()<{ id: string }[]>`
     insert into public.leads (client_id, source, full_name, email, owner_membership_id)
     values (${client}, 'api', 'Dana Dispatch', ${`${uniq("dana")}@example.com`}, ${agentId}) returning id`;
-  // Other test files dispatch too; drain until this lead's event is consumed.
-  for (let i = 0; i < 20; i++) {
-    await db()`select app.dispatch_events(1000, 5)`;
-    const [{ left }] = await db()<{ left: number }[]>`
-      select count(*)::int as left from app.outbox where subject_id = ${lead.id}`;
-    if (left === 0) break;
-  }
+  await dispatchUntilConsumed(lead.id);
   const jobs = await db()<
     {
       kind: string;
@@ -262,13 +266,7 @@ test("dispatch_events() follows a client's automation switches", async () => {
   const [lead] = await db()<{ id: string }[]>`
     insert into public.leads (client_id, source, full_name, phone, owner_membership_id)
     values (${client}, 'api', 'Sam Switch', '+14155550123', ${ownerId}) returning id`;
-  for (let i = 0; i < 20; i++) {
-    await db()`select app.dispatch_events(1000, 5)`;
-    const [{ left }] = await db()<
-      { left: number }[]
-    >`select count(*)::int as left from app.outbox where subject_id = ${lead.id}`;
-    if (left === 0) break;
-  }
+  await dispatchUntilConsumed(lead.id);
   const [{ notifications }] = await db()<{ notifications: number }[]>`
     select count(*)::int as notifications from public.notifications where lead_id = ${lead.id}`;
   assert.equal(notifications, 0, "DISP-05: a switched-off notification is not sent");
@@ -296,12 +294,7 @@ test("dispatch_events() notifies managers only as far up as the client's notify_
     const [lead] = await db()<{ id: string }[]>`
       insert into public.leads (client_id, source, full_name, phone, owner_membership_id)
       values (${client}, 'api', 'Lev Levels', '+14155550177', ${agent}) returning id`;
-    for (let i = 0; i < 20; i++) {
-      await db()`select app.dispatch_events(1000, 5)`;
-      const [{ left }] = await db()<{ left: number }[]>`
-        select count(*)::int as left from app.outbox where subject_id = ${lead.id}`;
-      if (left === 0) break;
-    }
+    await dispatchUntilConsumed(lead.id);
     const rows = await db()<{ user_id: string }[]>`
       select user_id from public.notifications where lead_id = ${lead.id}`;
     const names = new Map(users.map((user, i) => [user.id, ["owner", "manager", "agent"][i]]));
@@ -348,12 +341,7 @@ test("dispatch_events() parks an event it cannot dispatch and dispatches the res
   const [lead] = await db()<{ id: string }[]>`
     insert into public.leads (client_id, source, full_name, phone, owner_membership_id)
     values (${client}, 'api', 'Polly Poison', '+14155550188', ${ownerId}) returning id`;
-  for (let i = 0; i < 20; i++) {
-    await db()`select app.dispatch_events(1000, 5)`;
-    const [{ left }] = await db()<{ left: number }[]>`
-      select count(*)::int as left from app.outbox where subject_id = ${lead.id}`;
-    if (left === 0) break;
-  }
+  await dispatchUntilConsumed(lead.id);
   const [parked] = await db()<{ failed_at: string | null; error: string | null }[]>`
     select failed_at, error from app.outbox where id = ${poison.id}`;
   assert.ok(parked?.failed_at, "DISP-07: the undispatchable event is parked, not deleted");
