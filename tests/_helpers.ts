@@ -112,6 +112,33 @@ export async function addMember(
   return row.id;
 }
 
+/**
+ * In `sql`'s database (a private one, where db()'s helpers do not reach): a reporting line of new users with
+ * the given role keys, each reporting to the one before. Returns each member's user and membership ids.
+ */
+export async function addReportingLine(
+  sql: Sql,
+  clientId: string,
+  roles: string[],
+): Promise<{ user: string; membership: string }[]> {
+  const line: { user: string; membership: string }[] = [];
+  for (const role of roles) {
+    const [row] = await sql<{ user_id: string; id: string }[]>`
+      with u as (
+        insert into public.users (email, full_name) values (${`${
+      uniq(role)
+    }@example.com`}, ${role}) returning id
+      )
+      insert into public.memberships (client_id, user_id, role_id, reports_to)
+      select ${clientId}, u.id, r.id, ${line.at(-1)?.membership ?? null}::uuid from u
+      join public.roles r on r.client_id = ${clientId} and r.key = ${role}
+      returning user_id, id`;
+    if (!row) throw new Error(`Role "${role}" not found in client "${clientId}"`);
+    line.push({ user: row.user_id, membership: row.id });
+  }
+  return line;
+}
+
 /** A webhook endpoint of the client on lead.created, its signing secret sealed as the API stores it. */
 export async function addWebhookEndpoint(sql: Sql, clientId: string, url: string, encryptionKey: string) {
   const [endpoint] = await sql<{ id: string }[]>`

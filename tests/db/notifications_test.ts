@@ -7,7 +7,16 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import type { Sql } from "../../functions/_shared/db.ts";
-import { addMember, createClient, createUser, db, test, uniq, withPrivateDatabase } from "../_helpers.ts";
+import {
+  addMember,
+  addReportingLine,
+  createClient,
+  createUser,
+  db,
+  test,
+  uniq,
+  withPrivateDatabase,
+} from "../_helpers.ts";
 
 async function insertNotification(clientId: string, userId: string, leadId: string | null) {
   const [row] = await db()<{ id: string }[]>`
@@ -99,26 +108,15 @@ async function whileHolding(
   }
 }
 
-/** A client whose agent reports to an admin below its owner, and a lead of the agent's whose event waits in the outbox. */
+/**
+ * A client whose agent reports to an admin below its owner, and a lead of the agent's whose event waits in the
+ * outbox.
+ */
 async function leadAwaitingDispatch(sql: Sql) {
   const clientId = uniq("client");
   await sql`insert into public.clients (id, name) values (${clientId}, 'Races')`;
-  const members: Record<"owner" | "admin" | "agent", { user: string; membership: string }> = {} as never;
-  let reportsTo: string | null = null;
-  for (const role of ["owner", "admin", "agent"] as const) {
-    const [row]: { user_id: string; id: string }[] = await sql<{ user_id: string; id: string }[]>`
-      with u as (
-        insert into public.users (email, full_name) values (${`${
-      uniq(role)
-    }@example.com`}, ${role}) returning id
-      )
-      insert into public.memberships (client_id, user_id, role_id, reports_to)
-      select ${clientId}, u.id, r.id, ${reportsTo}::uuid from u
-      join public.roles r on r.client_id = ${clientId} and r.key = ${role}
-      returning user_id, id`;
-    members[role] = { user: row.user_id, membership: row.id };
-    reportsTo = row.id;
-  }
+  const [owner, admin, agent] = await addReportingLine(sql, clientId, ["owner", "admin", "agent"]);
+  const members = { owner, admin, agent };
   const leadId = await insertLead(sql, clientId, members.agent.membership);
   return { clientId, leadId, members };
 }

@@ -14,7 +14,14 @@ import { createIngestApp } from "../../functions/ingest/app.ts";
 import { createWorkerApp } from "../../functions/worker/app.ts";
 import { jobHandlers } from "../../functions/worker/handlers.ts";
 import { createWorker } from "../../functions/worker/worker.ts";
-import { addWebhookEndpoint, test, testDatabaseUrl, uniq, withPrivateDatabase } from "../_helpers.ts";
+import {
+  addReportingLine,
+  addWebhookEndpoint,
+  test,
+  testDatabaseUrl,
+  uniq,
+  withPrivateDatabase,
+} from "../_helpers.ts";
 
 const LISTEN = { port: 0, hostname: "127.0.0.1", onListen: () => {} };
 
@@ -67,20 +74,7 @@ function startRecorder(status = 202, delayMs = 30) {
 async function clientWithHookAndKey(sql: Sql, hookUrl: string, config: Config) {
   const clientId = uniq("wake");
   await sql`insert into public.clients (id, name) values (${clientId}, 'Wake test')`;
-  let manager: string | null = null;
-  for (const role of ["owner", "agent"]) {
-    const [member]: { id: string }[] = await sql<{ id: string }[]>`
-      with u as (
-        insert into public.users (email, full_name) values (${`${
-      uniq(role)
-    }@example.com`}, ${role}) returning id
-      )
-      insert into public.memberships (client_id, user_id, role_id, reports_to)
-      select ${clientId}, u.id, r.id, ${manager}::uuid from u
-      join public.roles r on r.client_id = ${clientId} and r.key = ${role}
-      returning id`;
-    manager ??= member.id;
-  }
+  await addReportingLine(sql, clientId, ["owner", "agent"]);
   await addWebhookEndpoint(sql, clientId, hookUrl, config.secrets.encryption_key);
   const prefix = "wake" + crypto.randomUUID().replace(/[^a-z]/g, "").slice(0, 4).padEnd(4, "a");
   const key = `lap_live_${prefix}_${crypto.randomUUID().replaceAll("-", "")}`;
