@@ -1,7 +1,7 @@
 /**
  * Notifications without foreign keys (sql/0038_notifications.sql): deleting a lead, a user or a
- * client deletes their notifications, and neither the dispatcher nor app.notify_admins_once() leaves a
- * notification behind about a row deleted while they run. The races run on databases of their own, so no
+ * client deletes their notifications, and so does removing a member from a client (sql/0039); neither the
+ * dispatcher nor app.notify_admins_once() leaves a notification behind about a row deleted while they run. The races run on databases of their own, so no
  * other test file's worker dispatches the events they hold.
  */
 import assert from "node:assert/strict";
@@ -66,6 +66,33 @@ test("deleting a lead, a user or a client deletes their notifications and no oth
     await remaining([ofLead2, annInA, annInB]),
     [annInB],
     "NREF-04: a deleted client's notifications go, those without a lead too; the user's in another client stay",
+  );
+});
+
+test("removing a member from a client deletes their notifications of that client and no others", async () => {
+  const [clientA, clientB] = [await createClient(), await createClient()];
+  const [ann, bob] = [await createUser(), await createUser()];
+  const annA = await addMember(clientA, ann.id, "owner");
+  await addMember(clientB, bob.id, "owner");
+  const bobA = await addMember(clientA, bob.id, "agent", annA);
+  const lead = await insertLead(db(), clientA, bobA);
+  const bobsInA = [
+    await insertNotification(clientA, bob.id, lead),
+    await insertNotification(clientA, bob.id, null),
+  ];
+  const bobsInB = await insertNotification(clientB, bob.id, null);
+  const annsInA = await insertNotification(clientA, ann.id, lead);
+
+  await db()`delete from public.memberships where id = ${bobA}`;
+  assert.deepEqual(
+    await remaining(bobsInA),
+    [],
+    "NREF-10: a removed member's notifications of the client go",
+  );
+  assert.deepEqual(
+    (await remaining([bobsInB, annsInA])).sort(),
+    [bobsInB, annsInA].sort(),
+    "NREF-11: theirs of another client and the other members' stay",
   );
 });
 
@@ -175,5 +202,38 @@ test("a user deleted while a dispatch or an admin notice is uncommitted loses th
       (other) => other`delete from public.users where id = ${members.admin.user}`,
     );
     assert.equal(await notificationsOf(sql, "user_id", members.admin.user), 0, "NREF-09: the admin notice's");
+  });
+});
+
+test("a member removed while a dispatch is uncommitted, or before it, keeps no notification of the client", async () => {
+  await withPrivateDatabase(async (sql, url) => {
+    const { members } = await leadAwaitingDispatch(sql);
+    await whileHolding(
+      sql,
+      url,
+      dispatch,
+      (other) => other`delete from public.memberships where id = ${members.admin.membership}`,
+    );
+    assert.equal(await notificationsOf(sql, "user_id", members.admin.user), 0, "NREF-12: removed after");
+    assert.equal(
+      await notificationsOf(sql, "user_id", members.agent.user),
+      1,
+      "the owner of the lead is told",
+    );
+  });
+  await withPrivateDatabase(async (sql, url) => {
+    const { members } = await leadAwaitingDispatch(sql);
+    await whileHolding(
+      sql,
+      url,
+      (tx) => tx`delete from public.memberships where id = ${members.admin.membership}`,
+      dispatch,
+    );
+    assert.equal(await notificationsOf(sql, "user_id", members.admin.user), 0, "NREF-13: removed before");
+    assert.equal(
+      await notificationsOf(sql, "user_id", members.agent.user),
+      1,
+      "the owner of the lead is told",
+    );
   });
 });

@@ -99,6 +99,38 @@ test("a new lead notifies its owner and every manager above, each seeing only th
   }
 });
 
+test("a member removed from a client no longer reads its notifications; theirs of another client stay", async () => {
+  const team = await createTeam();
+  const other = await createClient(uniq("client"));
+  await addMember(other, team.users.manager.id, "viewer");
+  const inTeam = await notify(team.clientId, team.users.manager.id);
+  const inOther = await notify(other, team.users.manager.id);
+  const token = await sessionToken(team.users.manager, null);
+  assert.deepEqual(
+    ids(await call(stack, "GET", "/api/notifications", { token })).sort(),
+    [inTeam, inOther].sort(),
+  );
+
+  const removed = await call(
+    stack,
+    "DELETE",
+    `/api/clients/${team.clientId}/members/${team.memberships.manager}`,
+    {
+      token: await sessionToken(team.users.owner, team.clientId),
+    },
+  );
+  assert.equal(removed.status, 204, JSON.stringify(removed.body));
+  const after = await call(stack, "GET", "/api/notifications", { token });
+  assert.equal(after.status, 200, JSON.stringify(after.body));
+  assert.deepEqual(ids(after), [inOther]);
+  assert.equal(after.body.unread_count, 1);
+  assertProblem(
+    await call(stack, "POST", `/api/notifications/${inTeam}/read`, { token }),
+    404,
+    "notification_not_found",
+  );
+});
+
 test("GET /notifications lists newest first in keyset pages, with unread and client filters", async () => {
   const first = await member();
   const secondClient = await createClient(uniq("client"));
