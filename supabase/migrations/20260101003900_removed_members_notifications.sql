@@ -17,7 +17,8 @@ security definer
 set search_path = ''
 as $$
 begin
-  delete from public.notifications n using removed r where n.user_id = r.user_id and n.client_id = r.client_id;
+  delete from public.notifications n using removed r
+  where n.user_id = r.user_id and n.client_id = r.client_id;
   return null;
 end
 $$;

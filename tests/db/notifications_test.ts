@@ -1,8 +1,8 @@
 /**
- * Notifications without foreign keys (sql/0038_notifications.sql): deleting a lead, a user or a
- * client deletes their notifications, and so does removing a member from a client (sql/0039); neither the
- * dispatcher nor app.notify_admins_once() leaves a notification behind about a row deleted while they run. The races run on databases of their own, so no
- * other test file's worker dispatches the events they hold.
+ * Notifications without foreign keys (sql/0038_notifications.sql): deleting a lead, a user or a client
+ * deletes their notifications, and so does removing a member from a client (sql/0039); neither the
+ * dispatcher nor app.notify_admins_once() leaves a notification behind about a row deleted while they run.
+ * The races run on databases of their own, so no other test file's worker dispatches the events they hold.
  */
 import assert from "node:assert/strict";
 import postgres from "postgres";
