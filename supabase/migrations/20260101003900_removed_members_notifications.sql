@@ -10,22 +10,31 @@
 --    it and then deletes what it wrote. Deleting a user deletes their memberships, so this lock also holds
 --    off a user's deletion, which the user lock did before; it is still one lock per recipient.
 
--- security definer: whoever removes a member need not have rights on that member's notifications.
-create function app._delete_notifications_of_removed_members() returns trigger
+-- The deletion trigger function of sql/0038_notifications.sql, with a case for memberships.
+create or replace function app._delete_notifications_of_removed() returns trigger
 language plpgsql
 security definer
 set search_path = ''
 as $$
 begin
-  delete from public.notifications n using removed r
-  where n.user_id = r.user_id and n.client_id = r.client_id;
+  case tg_table_name
+    when 'leads' then
+      delete from public.notifications n using removed r where n.lead_id = r.id;
+    when 'users' then
+      delete from public.notifications n using removed r where n.user_id = r.id;
+    when 'clients' then
+      delete from public.notifications n using removed r where n.client_id = r.id;
+    when 'memberships' then
+      delete from public.notifications n using removed r
+      where n.user_id = r.user_id and n.client_id = r.client_id;
+  end case;
   return null;
 end
 $$;
 
 create trigger on_memberships_deleted_notifications after delete on public.memberships
   referencing old table as removed
-  for each statement execute function app._delete_notifications_of_removed_members();
+  for each statement execute function app._delete_notifications_of_removed();
 
 -- The dispatcher of sql/0038_notifications.sql with the membership lock of (2).
 create or replace function app._dispatch_outbox(p_limit int, p_max_attempts int, p_ids bigint[]) returns int
