@@ -670,7 +670,7 @@ async function hierarchyWithLeads() {
   return { clientId, u, m };
 }
 
-test("LR-15: the index is exact after inserts, reassignment, a subtree move and a member removal", async () => {
+test("LR-15: the index is exact after inserts, reassignment, new creation times, a subtree move and a member removal", async () => {
   const { clientId, m } = await hierarchyWithLeads();
   await assertIndexExact(clientId, "after inserts");
 
@@ -678,8 +678,15 @@ test("LR-15: the index is exact after inserts, reassignment, a subtree move and 
   await db()`update public.leads set owner_membership_id = ${m.agentC} where id = ${lead.id}`;
   await db()`update public.leads set owner_membership_id = null
              where id in (select id from public.leads where owner_membership_id = ${m.agentA} limit 1)`;
+  // A new creation time re-keys the lead's rows, alone and with a new owner.
+  await db()`update public.leads set created_at = created_at - interval '1 day' where id = ${lead.id}`;
+  await db()`update public.leads set created_at = created_at - interval '2 days', owner_membership_id = ${m.agentA}
+             where id in (select id from public.leads where owner_membership_id = ${m.agentB} limit 1)`;
   await db()`update public.leads set status = 'contacted' where client_id = ${clientId}`;
-  await assertIndexExact(clientId, "after reassignment, unassignment and an unrelated update");
+  await assertIndexExact(
+    clientId,
+    "after reassignment, unassignment, new creation times and an unrelated update",
+  );
 
   // The team lead (with agent B and their leads) moves from the manager to the other manager's team.
   await db()`update public.memberships set reports_to = ${m.otherManager} where id = ${m.teamLead}`;

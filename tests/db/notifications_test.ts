@@ -2,6 +2,8 @@
  * Notifications without foreign keys (sql/0038_notifications.sql): deleting a lead, a user or a client
  * deletes their notifications, and so does removing a member from a client (sql/0039); neither the
  * dispatcher nor app.notify_admins_once() leaves a notification behind about a row deleted while they run.
+ * A lead's notifications stay only with members whose role lets them see the lead (sql/0040): the dispatcher
+ * tells no one else, and reassignment, moves and role changes take them from those who lose sight of it.
  * The races run on databases of their own, so no other test file's worker dispatches the events they hold.
  */
 import assert from "node:assert/strict";
@@ -97,6 +99,107 @@ test("removing a member from a client deletes their notifications of that client
 });
 
 /**
+ * A client with owner (client scope) → head (manager) → { lead manager (manager) → agent, other agent }, and
+ * one notification per member given, all about one lead of `leadOwner`'s.
+ */
+async function branchingTeam() {
+  const clientId = await createClient();
+  const user = async () => (await createUser()).id;
+  const users = { owner: await user(), head: await user(), manager: await user(), agent: await user() };
+  const otherAgentUser = await user();
+  const owner = await addMember(clientId, users.owner, "owner");
+  const head = await addMember(clientId, users.head, "manager", owner);
+  const manager = await addMember(clientId, users.manager, "manager", head);
+  const agent = await addMember(clientId, users.agent, "agent", manager);
+  const otherAgent = await addMember(clientId, otherAgentUser, "agent", head);
+  const notifiedLead = async (leadOwner: string, recipients: (keyof typeof users)[]) => {
+    const leadId = await insertLead(db(), clientId, leadOwner);
+    const notifications = {} as Record<keyof typeof users, string>;
+    for (const who of recipients) notifications[who] = await insertNotification(clientId, users[who], leadId);
+    return { leadId, notifications };
+  };
+  return { clientId, users, memberships: { owner, head, manager, agent, otherAgent }, notifiedLead };
+}
+
+test("a reassigned lead's notifications stay only with the members who still see it", async () => {
+  const team = await branchingTeam();
+  const { leadId, notifications: n } = await team.notifiedLead(team.memberships.agent, [
+    "agent",
+    "manager",
+    "head",
+    "owner",
+  ]);
+  const notice = await insertNotification(team.clientId, team.users.agent, null);
+
+  await db()`update public.leads set owner_membership_id = ${team.memberships.otherAgent} where id = ${leadId}`;
+  assert.deepEqual(await remaining([n.agent, n.manager]), [], "NREF-14: the former owner's and manager's go");
+  assert.deepEqual(
+    await remaining([n.head, n.owner, notice]),
+    [n.head, n.owner, notice].sort(),
+    "NREF-15: a manager above both owners, the client-scoped owner and a notice without a lead stay",
+  );
+  const [{ viewers }] = await db()<{ viewers: string[] }[]>`
+    select array_agg(viewer_id order by viewer_id) as viewers from app.lead_viewers where lead_id = ${leadId}`;
+  assert.deepEqual(
+    viewers,
+    [team.memberships.owner, team.memberships.head, team.memberships.otherAgent].sort(),
+    "the visibility index follows the new owner",
+  );
+
+  await db()`update public.leads set owner_membership_id = null where id = ${leadId}`;
+  assert.deepEqual(
+    await remaining([n.head, n.owner]),
+    [n.owner],
+    "NREF-16: unassigned, the lead is the client scope's alone",
+  );
+});
+
+test("a move in the hierarchy, a new role or a narrower role take the notifications of leads out of sight", async () => {
+  const team = await branchingTeam();
+  const m = team.memberships;
+  const agentsLead = await team.notifiedLead(m.agent, ["manager", "head", "owner"]);
+  const managersLead = await team.notifiedLead(m.manager, ["manager", "head"]);
+  const notice = await insertNotification(team.clientId, team.users.head, null);
+
+  await db()`update public.memberships set reports_to = ${m.owner} where id = ${m.manager}`;
+  assert.deepEqual(
+    await remaining([agentsLead.notifications.head, managersLead.notifications.head]),
+    [],
+    "NREF-17: the head the moved team left loses its leads' notifications",
+  );
+  assert.deepEqual(
+    await remaining([agentsLead.notifications.manager, agentsLead.notifications.owner, notice]),
+    [agentsLead.notifications.manager, agentsLead.notifications.owner, notice].sort(),
+    "NREF-18: the moved manager and the owner above both places keep theirs",
+  );
+
+  await db()`
+    update public.memberships set role_id = (
+      select id from public.roles where client_id = ${team.clientId} and key = 'agent'
+    ) where id = ${m.manager}`;
+  assert.deepEqual(
+    await remaining([agentsLead.notifications.manager, managersLead.notifications.manager]),
+    [managersLead.notifications.manager],
+    "NREF-19: as an agent, the former manager keeps only their own lead's",
+  );
+
+  const headsLead = await team.notifiedLead(m.head, ["head"]);
+  await db()`
+    update public.roles set permissions = array_remove(permissions, 'leads.read')
+    where client_id = ${team.clientId} and key = 'manager'`;
+  assert.deepEqual(
+    await remaining([headsLead.notifications.head, notice]),
+    [notice],
+    "NREF-20: a role that stops reading leads takes its members' lead notifications, not their notices",
+  );
+  assert.deepEqual(
+    await remaining([agentsLead.notifications.owner]),
+    [agentsLead.notifications.owner],
+    "other roles' members keep theirs",
+  );
+});
+
+/**
  * Runs `holder` in a transaction left open until `waiter`, on another connection, waits for a lock (or ends
  * without one); then commits it and waits for `waiter`.
  */
@@ -157,6 +260,12 @@ async function notificationsOf(sql: Sql, column: "lead_id" | "user_id", id: stri
 }
 
 const dispatch = (sql: Sql | postgres.TransactionSql) => sql`select app.dispatch_events(100, 5)`;
+
+async function titlesOf(sql: Sql, userId: string): Promise<string[]> {
+  const rows = await sql<{ title: string }[]>`
+    select title from public.notifications where user_id = ${userId} order by title`;
+  return rows.map((row) => row.title);
+}
 
 test("the dispatcher writes nothing about a lead whose deletion commits while it waits", async () => {
   await withPrivateDatabase(async (sql, url) => {
@@ -235,5 +344,80 @@ test("a member removed while a dispatch is uncommitted, or before it, keeps no n
       1,
       "the owner of the lead is told",
     );
+  });
+});
+
+test("the dispatcher tells no member above the owner whose role reads only their own leads", async () => {
+  await withPrivateDatabase(async (sql) => {
+    const clientId = uniq("client");
+    await sql`insert into public.clients (id, name) values (${clientId}, 'Own scope')`;
+    const [owner, boss, agent] = await addReportingLine(sql, clientId, ["owner", "agent", "agent"]);
+    const leadId = await insertLead(sql, clientId, agent.membership);
+    await dispatch(sql);
+    const told = await sql<{ user_id: string }[]>`
+      select user_id from public.notifications where lead_id = ${leadId} order by user_id`;
+    assert.deepEqual(
+      told.map((row) => row.user_id),
+      [owner.user, agent.user].sort(),
+      "NREF-21: the owner and the client's owner, not an agent above them",
+    );
+    assert.equal(await notificationsOf(sql, "user_id", boss.user), 0);
+  });
+});
+
+test("a lead reassigned before, during or after its uncommitted dispatch leaves its former owner nothing", async () => {
+  const reassign = (sql: Sql | postgres.TransactionSql, leadId: string, to: string) =>
+    sql`update public.leads set owner_membership_id = ${to} where id = ${leadId}`;
+  await withPrivateDatabase(async (sql, url) => {
+    const { clientId, leadId, members } = await leadAwaitingDispatch(sql);
+    const [newAgent] = await addReportingLine(sql, clientId, ["agent"]);
+    await whileHolding(sql, url, (tx) => reassign(tx, leadId, newAgent.membership), dispatch);
+    assert.equal(await notificationsOf(sql, "user_id", members.agent.user), 0, "NREF-22: reassigned during");
+    await dispatch(sql);
+    assert.deepEqual(await titlesOf(sql, newAgent.user), [
+      "Lead assigned to you",
+      "New lead assigned to you",
+    ]);
+  });
+  await withPrivateDatabase(async (sql) => {
+    const { clientId, leadId, members } = await leadAwaitingDispatch(sql);
+    const [newAgent] = await addReportingLine(sql, clientId, ["agent"]);
+    await reassign(sql, leadId, newAgent.membership);
+    await dispatch(sql);
+    assert.equal(await notificationsOf(sql, "user_id", members.agent.user), 0, "NREF-23: reassigned before");
+    assert.deepEqual(
+      await titlesOf(sql, newAgent.user),
+      ["Lead assigned to you", "New lead assigned to you"],
+      "the lead's owner when the events are dispatched is told of both",
+    );
+  });
+  await withPrivateDatabase(async (sql, url) => {
+    const { clientId, leadId, members } = await leadAwaitingDispatch(sql);
+    const [newAgent] = await addReportingLine(sql, clientId, ["agent"]);
+    await whileHolding(sql, url, dispatch, (other) => reassign(other, leadId, newAgent.membership));
+    assert.equal(await notificationsOf(sql, "user_id", members.agent.user), 0, "NREF-24: reassigned after");
+    assert.equal(
+      await notificationsOf(sql, "user_id", members.admin.user),
+      1,
+      "the client-scoped admin, who still sees the lead, keeps theirs",
+    );
+  });
+});
+
+test("a member moved while a dispatch is uncommitted waits, and the manager the move takes the lead from keeps nothing", async () => {
+  await withPrivateDatabase(async (sql, url) => {
+    const clientId = uniq("client");
+    await sql`insert into public.clients (id, name) values (${clientId}, 'Moves')`;
+    const [owner, manager, agent] = await addReportingLine(sql, clientId, ["owner", "manager", "agent"]);
+    const leadId = await insertLead(sql, clientId, agent.membership);
+    await whileHolding(
+      sql,
+      url,
+      dispatch,
+      (other) =>
+        other`update public.memberships set reports_to = ${owner.membership} where id = ${agent.membership}`,
+    );
+    assert.equal(await notificationsOf(sql, "user_id", manager.user), 0, "NREF-25: moved after");
+    assert.equal(await notificationsOf(sql, "lead_id", leadId), 2, "the agent and the owner keep theirs");
   });
 });

@@ -55,21 +55,26 @@ async function member(clientId = uniq("client")) {
 
 const ids = (reply: Reply): string[] => reply.body.data.map((n: { id: string }) => n.id);
 
+/** Dispatches until a lead has `expected` notifications (agent, manager, admin and owner in createTeam()). */
+async function dispatchUntilNotified(leadId: string, expected: number) {
+  // Other files' dispatchers may take the event first; either way the notifications appear.
+  let count = 0;
+  for (let i = 0; i < 50 && count < expected; i++) {
+    await db()`select app.dispatch_events(1000, 5)`;
+    [{ count }] = await db()<{ count: number }[]>`
+      select count(*)::int as count from public.notifications where lead_id = ${leadId}`;
+    if (count < expected) await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.equal(count, expected, "agent, manager, admin and owner");
+}
+
 test("a new lead notifies its owner and every manager above, each seeing only their own", async () => {
   const team = await createTeam();
   const email = `${uniq("notified")}@example.com`;
   const [lead] = await db()<{ id: string }[]>`
     insert into public.leads (client_id, source, full_name, email, owner_membership_id)
     values (${team.clientId}, 'manual', 'Ada Lovelace', ${email}, ${team.memberships.agent}) returning id`;
-  // Other files' dispatchers may take the event first; either way the notifications appear.
-  let count = 0;
-  for (let i = 0; i < 50 && count < 4; i++) {
-    await db()`select app.dispatch_events(1000, 5)`;
-    [{ count }] = await db()<{ count: number }[]>`
-      select count(*)::int as count from public.notifications where lead_id = ${lead.id}`;
-    if (count < 4) await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  assert.equal(count, 4, "agent, manager, admin and owner");
+  await dispatchUntilNotified(lead.id, 4);
 
   const agent = await call(stack, "GET", "/api/notifications", {
     token: await sessionToken(team.users.agent, team.clientId),
@@ -97,6 +102,48 @@ test("a new lead notifies its owner and every manager above, each seeing only th
     });
     assert.deepEqual(reply.body.data, [], "members outside the lead's chain get nothing");
   }
+});
+
+test("a lead reassigned out of a member's sight takes its notifications from them; those who still see it keep theirs", async () => {
+  const team = await createTeam();
+  const [lead] = await db()<{ id: string }[]>`
+    insert into public.leads (client_id, source, full_name, email, owner_membership_id)
+    values (${team.clientId}, 'manual', 'Grace Hopper', ${`${uniq("moved")}@example.com`},
+      ${team.memberships.agent}) returning id`;
+  await dispatchUntilNotified(lead.id, 4);
+  const titlesOf = async (user: { id: string; email: string }) => {
+    const reply = await call(stack, "GET", "/api/notifications", {
+      token: await sessionToken(user, team.clientId),
+    });
+    assert.equal(reply.status, 200, JSON.stringify(reply.body));
+    return reply.body.data.filter((n: { lead_id: string }) => n.lead_id === lead.id).map((
+      n: { title: string },
+    ) => n.title);
+  };
+  assert.deepEqual(await titlesOf(team.users.manager), ["New lead in your team"]);
+  const [managersOwn] = await db()<{ id: string }[]>`
+    select id from public.notifications where lead_id = ${lead.id} and user_id = ${team.users.manager.id}`;
+
+  const moved = await call(stack, "POST", `/api/clients/${team.clientId}/leads/${lead.id}/assign`, {
+    token: await sessionToken(team.users.admin, team.clientId),
+    body: { membership_id: team.memberships.otherAgent },
+  });
+  assert.equal(moved.status, 200, JSON.stringify(moved.body));
+  assert.deepEqual(await titlesOf(team.users.agent), [], "the former owner no longer reads it");
+  assert.deepEqual(await titlesOf(team.users.manager), [], "nor their manager, who no longer sees the lead");
+  assert.deepEqual(
+    await titlesOf(team.users.admin),
+    ["New lead in your team"],
+    "the admin still sees the lead",
+  );
+  assert.deepEqual(await titlesOf(team.users.owner), ["New lead in your team"]);
+  assertProblem(
+    await call(stack, "POST", `/api/notifications/${managersOwn.id}/read`, {
+      token: await sessionToken(team.users.manager, team.clientId),
+    }),
+    404,
+    "notification_not_found",
+  );
 });
 
 test("a member removed from a client no longer reads its notifications; theirs of another client stay", async () => {
