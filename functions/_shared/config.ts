@@ -71,6 +71,7 @@ const configSchema = z.object({
     webhook_inbox_days: positiveInt,
     webhook_deliveries_days: positiveInt,
     sessions_days: positiveInt,
+    read_notifications_days: positiveInt,
   }),
   whatsapp: z.object({
     unconfirmed_send_wait_seconds: positiveInt,

@@ -41,8 +41,9 @@ export async function schedulePeriodicJobs(sql: Sql, config: Config): Promise<nu
 }
 
 /**
- * Deletes operational records past their retention when a pass is due (sql/0037_retention.sql); returns the
- * rows deleted per table, or null when no pass was due or another worker's pass was running.
+ * Deletes operational records and read notifications past their retention when a pass is due
+ * (sql/0037_retention.sql, sql/0041); returns the rows deleted per table, or null when no pass was due or
+ * another worker's pass was running.
  */
 export async function pruneExpired(
   sql: Sql,
@@ -52,7 +53,8 @@ export async function pruneExpired(
   const [{ pruned }] = await sql<{ pruned: Record<string, number | boolean> | null }[]>`
     select app.prune_expired(${retention.interval_seconds}, ${retention.batch},
       ${retention.finished_jobs_days}, ${retention.dead_days}, ${retention.webhook_inbox_days},
-      ${retention.webhook_deliveries_days}, ${retention.sessions_days}) as pruned`;
+      ${retention.webhook_deliveries_days}, ${retention.sessions_days},
+      ${retention.read_notifications_days}) as pruned`;
   return pruned;
 }
 

@@ -1,5 +1,5 @@
 /**
- * Retention (sql/0037_retention.sql): what app.prune_expired() deletes and keeps in every table it prunes,
+ * Retention (sql/0037_retention.sql, read notifications sql/0041): what app.prune_expired() deletes and keeps in every table it prunes,
  * when a pass is due, its batch limit, one pass at a time, and the worker running it. Each test has a database
  * of its own: the pass and its schedule are database-wide, and other test files' workers run passes too.
  */
@@ -12,10 +12,15 @@ import { test, uniq, withPrivateDatabase } from "../_helpers.ts";
 
 type Pruned = Record<string, number | boolean>;
 
-/** A pass with the ages of config.toml's defaults: jobs 14 days, dead 90, inbox 14, log 30, sessions 30. */
+/**
+ * A pass with the ages of config.toml's defaults: jobs 14 days, dead 90, inbox 14, log 30, sessions 30, read
+ * notifications 90.
+ */
 async function prune(sql: Sql, options: { every?: number; batch?: number } = {}): Promise<Pruned | null> {
   const [{ pruned }] = await sql<{ pruned: Pruned | null }[]>`
-    select app.prune_expired(${options.every ?? 0}, ${options.batch ?? 5000}, 14, 90, 14, 30, 30) as pruned`;
+    select app.prune_expired(${options.every ?? 0}, ${
+    options.batch ?? 5000
+  }, 14, 90, 14, 30, 30, 90) as pruned`;
   return pruned;
 }
 
@@ -124,6 +129,18 @@ test("a retention pass deletes each kind of operational record past its age and 
         insert into app.invitations (token_hash, user_id, expires_at)
         values (${new TextEncoder().encode(hash)}, ${invitee}, now() - make_interval(days => ${days}))`;
     }
+    // Notifications: [title, created days ago, read days ago (null: unread)].
+    const notifications: Array<[string, number, number | null]> = [
+      ["read-old", 200, 91],
+      ["read-recent", 200, 89],
+      ["unread-old", 400, null],
+    ];
+    for (const [title, created, read] of notifications) {
+      await sql`
+        insert into public.notifications (client_id, user_id, kind, title, created_at, read_at)
+        values (${clientId}, ${userId}, 'lead.created', ${title}, now() - make_interval(days => ${created}),
+          now() - make_interval(days => ${read}::int))`;
+    }
     for (const [key, age] of [["ip:old", "25 hours"], ["ip:recent", "23 hours"]] as const) {
       await sql`insert into app.rate_limits (key, window_start, hits) values (${key}, now() - ${age}::interval, 3)`;
     }
@@ -138,6 +155,7 @@ test("a retention pass deletes each kind of operational record past its age and 
       refresh_tokens: 1,
       invitations: 1,
       rate_limits: 1,
+      read_notifications: 1,
       more: false,
     }, "RET-01: the pass reports what it deleted in each table");
 
@@ -184,6 +202,11 @@ test("a retention pass deletes each kind of operational record past its age and 
       await remaining(sql, "app.rate_limits", "key", ["ip:old", "ip:recent"]),
       ["ip:recent"],
       "RET-09: rate-limit counters go a day after their window began",
+    );
+    assert.deepEqual(
+      await remaining(sql, "public.notifications", "title", notifications.map(([title]) => title)),
+      ["read-recent", "unread-old"],
+      "RET-15: notifications go 90 days after they were read; unread ones never",
     );
   });
 });
@@ -242,13 +265,25 @@ test("the worker runs the retention pass with its periodic work", async () => {
       insert into app.jobs (client_id, kind, idempotency_key, status, max_attempts, finished_at)
       values (${clientId}, 'test.retention', 'worker-old', 'succeeded', 3, now() - interval '3 days'),
              (${clientId}, 'test.retention', 'worker-recent', 'succeeded', 3, now() - interval '1 day')`;
-    const config = loadConfig({ APP_ENV: "test" }, { retention: { finished_jobs_days: 2 } });
+    const userId = await user(sql);
+    await sql`
+      insert into public.notifications (client_id, user_id, kind, title, read_at)
+      values (${clientId}, ${userId}, 'lead.created', 'worker-read-old', now() - interval '3 days'),
+             (${clientId}, ${userId}, 'lead.created', 'worker-read-recent', now() - interval '1 day')`;
+    const config = loadConfig({ APP_ENV: "test" }, {
+      retention: { finished_jobs_days: 2, read_notifications_days: 2 },
+    });
     const worker = createWorker({ sql, config }, {});
     await worker.drain();
     assert.deepEqual(
       await remaining(sql, "app.jobs", "idempotency_key", ["worker-old", "worker-recent"]),
       ["worker-recent"],
       "RET-14: a worker's first round prunes with the configured ages",
+    );
+    assert.deepEqual(
+      await remaining(sql, "public.notifications", "title", ["worker-read-old", "worker-read-recent"]),
+      ["worker-read-recent"],
+      "RET-14: read notifications too",
     );
     const [state] = await sql<{ pruned: Pruned }[]>`select pruned from app.retention_state`;
     assert.equal(state.pruned.jobs, 1, "RET-14: and records the pass");
