@@ -152,8 +152,12 @@ $$;
 create trigger on_memberships_role_changed_notifications after update of role_id on public.memberships
   for each row when (new.role_id is distinct from old.role_id)
   execute function app._forget_notifications_out_of_sight();
+-- Only a new scope or a lost leads.read can narrow what a role's members see.
 create trigger on_roles_changed_notifications after update of scope, permissions on public.roles
-  for each row when (new.scope is distinct from old.scope or new.permissions is distinct from old.permissions)
+  for each row when (
+    new.scope is distinct from old.scope
+    or ('leads.read' = any (old.permissions) and not ('leads.read' = any (new.permissions)))
+  )
   execute function app._forget_notifications_out_of_sight();
 
 -- The dispatcher of sql/0039_removed_members_notifications.sql, telling only the members the rule above lets

@@ -199,6 +199,22 @@ test("a move in the hierarchy, a new role or a narrower role take the notificati
   );
 });
 
+test("a role narrowed from the team scope to the own scope keeps its members only their own leads' notifications", async () => {
+  const team = await branchingTeam();
+  const agentsLead = await team.notifiedLead(team.memberships.agent, ["head", "owner"]);
+  const headsLead = await team.notifiedLead(team.memberships.head, ["head"]);
+  await db()`update public.roles set scope = 'own' where client_id = ${team.clientId} and key = 'manager'`;
+  assert.deepEqual(
+    await remaining([
+      agentsLead.notifications.head,
+      headsLead.notifications.head,
+      agentsLead.notifications.owner,
+    ]),
+    [headsLead.notifications.head, agentsLead.notifications.owner].sort(),
+    "NREF-26: the team's lead goes from the head; their own lead's and the owner's stay",
+  );
+});
+
 /**
  * Runs `holder` in a transaction left open until `waiter`, on another connection, waits for a lock (or ends
  * without one); then commits it and waits for `waiter`.

@@ -23,6 +23,10 @@ export const listNotifications = apiRoute({
   path: "/notifications",
   tags: ["Notifications"],
   summary: "List the caller's own notifications, newest first",
+  description: "A notification about a lead lasts while the caller's role lets them see that lead (it goes " +
+    "when the lead is reassigned away from them, their place in the hierarchy or their role changes, or " +
+    "they leave the client); a read one goes retention.read_notifications_days (90 by default) after it " +
+    "was read. Unread ones otherwise stay.",
   request: {
     query: pageQuery.extend({
       ...clientFilter,
