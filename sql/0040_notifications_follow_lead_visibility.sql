@@ -25,10 +25,9 @@
 --   their row) and forgets the lost viewers' notifications of the lead; so does a move, for the managers the
 --   moved subtree leaves.
 -- - A member's new role, and a role's new scope or permissions, re-check the member's (or the role's
---   members') lead notifications against the rule. Unlike the changes above, a role change is not held off
---   by a dispatch in flight: a notification that dispatch writes for the member stays (a window of one
---   dispatch, tens of milliseconds; holding it off would mean waiting on memberships, which can deadlock
---   with a removal).
+--   members') lead notifications against the rule, after locking their closure rows as managers: a dispatch in
+--   flight holds some of them, so the re-check waits for it, and a dispatch that comes during the change skips
+--   the members (while their role changes, they are not told).
 
 -- Forgets the notifications of the given (viewer membership, lead) pairs, viewers who no longer see the lead
 -- through the hierarchy, unless their role reads every lead of the client. Returns how many went.
@@ -132,6 +131,11 @@ security definer
 set search_path = ''
 as $$
 begin
+  -- The members' closure rows as managers, which a dispatch in flight holds for them: this waits for it (and
+  -- the delete below, a statement of its own, sees what it wrote), and a dispatch that comes now skips them.
+  perform 1 from app.membership_closure c join public.memberships m on m.id = c.ancestor_id
+  where case tg_table_name when 'memberships' then m.id = new.id else m.role_id = new.id end
+  for update of c;
   delete from public.notifications n
   using public.memberships m join public.roles r on r.id = m.role_id
   where case tg_table_name when 'memberships' then m.id = new.id else m.role_id = new.id end

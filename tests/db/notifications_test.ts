@@ -437,3 +437,30 @@ test("a member moved while a dispatch is uncommitted waits, and the manager the 
     assert.equal(await notificationsOf(sql, "lead_id", leadId), 2, "the agent and the owner keep theirs");
   });
 });
+
+const toViewer = (sql: Sql | postgres.TransactionSql, clientId: string, membership: string) =>
+  sql`update public.memberships set role_id = (
+        select id from public.roles where client_id = ${clientId} and key = 'viewer'
+      ) where id = ${membership}`;
+
+test("a member's role narrowed while a dispatch is uncommitted waits, and leaves them nothing of the lead", async () => {
+  await withPrivateDatabase(async (sql, url) => {
+    const { clientId, members } = await leadAwaitingDispatch(sql);
+    await whileHolding(sql, url, dispatch, (other) => toViewer(other, clientId, members.admin.membership));
+    assert.equal(await notificationsOf(sql, "user_id", members.admin.user), 0, "NREF-27: narrowed after");
+    assert.equal(
+      await notificationsOf(sql, "user_id", members.agent.user),
+      1,
+      "the lead's owner keeps theirs",
+    );
+  });
+});
+
+test("a dispatch while a member's role is being narrowed does not tell them", async () => {
+  await withPrivateDatabase(async (sql, url) => {
+    const { clientId, members } = await leadAwaitingDispatch(sql);
+    await whileHolding(sql, url, (tx) => toViewer(tx, clientId, members.admin.membership), dispatch);
+    assert.equal(await notificationsOf(sql, "user_id", members.admin.user), 0, "NREF-28: narrowed before");
+    assert.equal(await notificationsOf(sql, "user_id", members.agent.user), 1, "the lead's owner is told");
+  });
+});
