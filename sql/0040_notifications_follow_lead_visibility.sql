@@ -1,4 +1,5 @@
--- A lead notification lasts only while its recipient's role in the client lets them see the lead.
+-- A lead notification lasts only while its recipient's role in the client lets them see the lead; and the
+-- notifications lose their (event, user) key, which no dispatch needs (at the end of this file).
 --
 -- Each lead notification names its lead (name, email or phone). Its recipient kept it after the lead was
 -- reassigned away from them, after they or a member above the lead's owner moved in the hierarchy, and after
@@ -166,8 +167,17 @@ create trigger on_roles_changed_notifications after update of scope, permissions
   )
   execute function app._forget_notifications_out_of_sight();
 
+-- Without the (event, user) key. It made a repeated dispatch of an event harmless, but none can happen: the
+-- dispatcher deletes each event in the statement that writes its notifications (a failed dispatch writes
+-- nothing), and an event has one recipient row per manager (one closure row each, and one membership per
+-- user and client). The key cost every notification an index entry: on the dispatch measured above, 28 ms
+-- (median of 20) with it against 23 ms without, alternating.
+alter table public.notifications drop constraint notifications_event_id_user_id_key;
+comment on column public.notifications.event_id is
+  'The outbox event it came from; each event is dispatched once, in the transaction that deletes it.';
+
 -- The dispatcher of sql/0039_removed_members_notifications.sql, telling only the members the rule above lets
--- see the lead, and locking as described above.
+-- see the lead, locking as described above, and without the key.
 create or replace function app._dispatch_outbox(p_limit int, p_max_attempts int, p_ids bigint[]) returns int
 language plpgsql
 set search_path = ''
@@ -261,7 +271,6 @@ begin
       coalesce(r.full_name, r.email, r.phone, ''),
       r.lead_id, r.data, r.event_id
     from recipients r
-    on conflict (event_id, user_id) do nothing
     returning 1
   )
   select count(*) into v_count from batch;
