@@ -15,7 +15,8 @@
 -- roles like anyone else.
 --
 -- - The dispatcher tells only the members the rule lets see the lead: its current owner and the managers
---   above them whose role reads their team's leads. It locks the lead FOR SHARE, so a reassignment waits for
+--   above them whose role reads their team's leads. A lead.created or lead.assigned event whose owner the
+--   lead no longer has tells nobody: the event of the later assignment tells its new owner, once. It locks the lead FOR SHARE, so a reassignment waits for
 --   the dispatch (and then forgets what the dispatch wrote for the members it takes the lead from), and one
 --   committed first is the owner the dispatch reads. It locks the chain's closure rows (FOR KEY SHARE, once
 --   per manager and owner rather than per notification), which a move deletes, and so does removing a member
@@ -257,8 +258,11 @@ begin
     join public.roles r on r.id = m.role_id and 'leads.read' = any (r.permissions)
       and (r.scope <> 'own' or c.depth = 0)
     join public.users u on u.id = m.user_id and u.disabled_at is null
-    -- A lead deleted before its event was dispatched has nobody left to tell.
+    -- A lead deleted before its event was dispatched has nobody left to tell. An assignment the lead has
+    -- moved on from since is announced by the event of the move instead.
     where s.action = 'notify' and s.lead_id is not null
+      and (s.event not in ('lead.created', 'lead.assigned')
+        or s.lead_owner_id = (s.data ->> 'owner_membership_id')::uuid)
     for key share of c skip locked
   ), notified as (
     insert into public.notifications (client_id, user_id, kind, title, body, lead_id, data, event_id)
