@@ -34,20 +34,16 @@
 --   the members (while their role changes, they are not told).
 
 -- Forgets the notifications of the given (viewer membership, lead) pairs, viewers who no longer see the lead
--- through the hierarchy, unless their role reads every lead of the client. Returns how many went.
-create function app._forget_lost_viewers_notifications(p_viewer_ids uuid[], p_lead_ids uuid[]) returns int
+-- through the hierarchy, unless their role reads every lead of the client.
+create function app._forget_lost_viewers_notifications(p_viewer_ids uuid[], p_lead_ids uuid[]) returns void
 language sql
 set search_path = ''
 as $$
-  with forgotten as (
-    delete from public.notifications n
-    using unnest(p_viewer_ids, p_lead_ids) lost (viewer_id, lead_id), public.memberships m, public.roles r
-    where m.id = lost.viewer_id and r.id = m.role_id
-      and n.lead_id = lost.lead_id and n.user_id = m.user_id and n.client_id = m.client_id
-      and not (r.scope = 'client' and 'leads.read' = any (r.permissions))
-    returning 1
-  )
-  select count(*)::int from forgotten
+  delete from public.notifications n
+  using unnest(p_viewer_ids, p_lead_ids) lost (viewer_id, lead_id), public.memberships m, public.roles r
+  where m.id = lost.viewer_id and r.id = m.role_id
+    and n.lead_id = lost.lead_id and n.user_id = m.user_id and n.client_id = m.client_id
+    and not (r.scope = 'client' and 'leads.read' = any (r.permissions))
 $$;
 
 create or replace function app._reindex_reassigned_leads() returns trigger
@@ -57,7 +53,8 @@ set search_path = ''
 as $$
 declare
   v_clients text[];
-  v_forgotten int;
+  v_lost_viewers uuid[];
+  v_lost_leads uuid[];
 begin
   select array_agg(distinct n.client_id) into v_clients
   from changed n join previous o on o.id = n.id
@@ -79,8 +76,8 @@ begin
       )
     returning v.viewer_id, v.lead_id
   )
-  select app._forget_lost_viewers_notifications(array_agg(lost.viewer_id), array_agg(lost.lead_id))
-  into v_forgotten from lost;
+  select array_agg(lost.viewer_id), array_agg(lost.lead_id) into v_lost_viewers, v_lost_leads from lost;
+  perform app._forget_lost_viewers_notifications(v_lost_viewers, v_lost_leads);
   insert into app.lead_viewers (viewer_id, created_at, lead_id)
   select c.ancestor_id, n.created_at, n.id
   from changed n join previous o on o.id = n.id
@@ -97,7 +94,8 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_forgotten int;
+  v_lost_viewers uuid[];
+  v_lost_leads uuid[];
 begin
   with lost as (
     delete from app.lead_viewers v
@@ -111,8 +109,8 @@ begin
       and v.viewer_id = lost.ancestor_id and v.created_at = l.created_at and v.lead_id = l.id
     returning v.viewer_id, v.lead_id
   )
-  select app._forget_lost_viewers_notifications(array_agg(lost.viewer_id), array_agg(lost.lead_id))
-  into v_forgotten from lost;
+  select array_agg(lost.viewer_id), array_agg(lost.lead_id) into v_lost_viewers, v_lost_leads from lost;
+  perform app._forget_lost_viewers_notifications(v_lost_viewers, v_lost_leads);
   insert into app.lead_viewers (viewer_id, created_at, lead_id)
   select gained.ancestor_id, l.created_at, l.id
   from app.membership_closure s
@@ -134,15 +132,18 @@ language plpgsql
 security definer
 set search_path = ''
 as $$
+declare
+  v_members uuid[] := array(
+    select m.id from public.memberships m
+    where case tg_table_name when 'memberships' then m.id = new.id else m.role_id = new.id end
+  );
 begin
   -- The members' closure rows as managers, which a dispatch in flight holds for them: this waits for it (and
   -- the delete below, a statement of its own, sees what it wrote), and a dispatch that comes now skips them.
-  perform 1 from app.membership_closure c join public.memberships m on m.id = c.ancestor_id
-  where case tg_table_name when 'memberships' then m.id = new.id else m.role_id = new.id end
-  for update of c;
+  perform 1 from app.membership_closure c where c.ancestor_id = any (v_members) for update;
   delete from public.notifications n
   using public.memberships m join public.roles r on r.id = m.role_id
-  where case tg_table_name when 'memberships' then m.id = new.id else m.role_id = new.id end
+  where m.id = any (v_members)
     and n.user_id = m.user_id and n.client_id = m.client_id and n.lead_id is not null
     and not ('leads.read' = any (r.permissions) and (
       r.scope = 'client'
