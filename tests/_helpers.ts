@@ -313,3 +313,13 @@ export function assertProblem(reply: Reply, status: number, code?: string) {
   assert.equal(reply.headers.get("content-type"), "application/problem+json");
   if (code) assert.equal(reply.body.code, code, JSON.stringify(reply.body));
 }
+
+/**
+ * Asserts that id is a UUID version 7 (sql/0042_time_ordered_ids.sql) whose time, in Unix milliseconds, lies
+ * between from and to (Date.now() before and after it was made).
+ */
+export function assertTimeOrderedId(id: string, from: number, to: number) {
+  assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  const millis = parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
+  assert.ok(from <= millis && millis <= to, `${id} was made at ${millis}, not between ${from} and ${to}`);
+}

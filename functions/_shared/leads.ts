@@ -99,3 +99,16 @@ export function normalizeLead(
     },
   };
 }
+
+/**
+ * A new lead id: a UUID version 7 (RFC 9562), as app.uuid_v7() makes them (sql/0042_time_ordered_ids.sql).
+ * It starts with the Unix time in milliseconds, so new leads go to the last pages of the indexes on their id.
+ */
+export function newLeadId(now = Date.now()): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  for (let i = 5, time = now; i >= 0; i--, time = Math.floor(time / 256)) bytes[i] = time % 256;
+  bytes[6] = 0x70 | (bytes[6] & 0x0f);
+  bytes[8] = 0x80 | (bytes[8] & 0x3f);
+  const hex = Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}

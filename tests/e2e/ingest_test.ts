@@ -12,6 +12,7 @@ import { createIngestApp } from "../../functions/ingest/app.ts";
 import {
   addMember,
   assertProblem,
+  assertTimeOrderedId,
   call,
   createClient,
   createUser,
@@ -150,8 +151,10 @@ test("a single lead is stored with normalised contact details, custom fields and
     message: "Call me after 5pm",
     page: { url: "https://www.example.com/contact" },
   };
+  const before = Date.now();
   const reply = await ingest(key.secret, body);
   assert.equal(reply.status, 201, JSON.stringify(reply.body));
+  assertTimeOrderedId(reply.body.lead_id, before, Date.now());
   assert.deepEqual(Object.keys(reply.body).sort(), ["duplicate_of", "lead_id", "outcome"]);
   assert.equal(reply.body.outcome, "created");
   assert.equal(reply.body.duplicate_of, null);
@@ -658,7 +661,9 @@ test("a batch reports every item's outcome, stores the good ones and drops nothi
     { email: email(), consent: "yes", source: "meta" },
     null,
   ];
+  const before = Date.now();
   const reply = await ingest(key.secret, { leads });
+  const after = Date.now();
   assert.equal(reply.status, 200, JSON.stringify(reply.body));
   const outcomes = reply.body.results.map((r: { outcome: string }) => r.outcome);
   assert.deepEqual(outcomes, [
@@ -689,6 +694,7 @@ test("a batch reports every item's outcome, stores the good ones and drops nothi
   ]);
   assert.deepEqual(r7.errors.map((e: { path: string }) => e.path), ["leads[7]"]);
   assert.equal(r0.errors, undefined);
+  for (const result of [r0, r2, r4]) assertTimeOrderedId(result.lead_id, before, after);
 
   const rows = await leadsOf(t.clientId);
   assert.equal(rows.length, 3, "exactly the created and duplicate items are stored");

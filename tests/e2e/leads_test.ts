@@ -11,6 +11,7 @@ import { LEAD_COLUMNS, type LeadRow } from "../../functions/api/leads/leads.quer
 import {
   actAs,
   addMember,
+  assertTimeOrderedId,
   call,
   createTeam,
   createUser,
@@ -234,8 +235,10 @@ test("POST /leads stores a manual lead with lower-cased email, UTM, consent, cus
     consent: true,
     custom: { budget: 250000 },
   };
+  const before = Date.now();
   const reply = await createLead(team.tokens.admin, team.clientId, body);
   assertStatus(reply, 201);
+  assertTimeOrderedId(reply.body.id, before, Date.now());
   assert.equal(reply.body.full_name, "Ada Lovelace");
   assert.equal(reply.body.email, "ada@example.com");
   assert.equal(reply.body.product_id, productId);

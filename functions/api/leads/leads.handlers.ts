@@ -2,7 +2,7 @@ import { type RouteHandler, z } from "@hono/zod-openapi";
 import { asUser } from "../../_shared/db.ts";
 import { ApiError, type FieldError } from "../../_shared/errors.ts";
 import { type AppEnv, decodeCursor, encodeCursor, log } from "../../_shared/http.ts";
-import { normalizeLead, normalizePhone } from "../../_shared/leads.ts";
+import { newLeadId, normalizeLead, normalizePhone } from "../../_shared/leads.ts";
 import { leadCsvStream } from "./leads.csv.ts";
 import * as queries from "./leads.queries.ts";
 import type * as routes from "./leads.routes.ts";
@@ -155,7 +155,7 @@ export const createLead: RouteHandler<typeof routes.createLead, AppEnv> = async 
   }
   const lead = { ...normalized.lead, external_ref: idempotencyKey ?? normalized.lead.external_ref };
   const rawPayload = await c.req.json();
-  const id = crypto.randomUUID();
+  const id = newLeadId();
   const result = await writing(() =>
     asUser(c.get("deps").sql, c.get("caller").claims, async (tx) => {
       const ref = lead.external_ref;
