@@ -185,8 +185,8 @@ export async function leadIdForExternalRef(
 /**
  * Inserts a lead with an id chosen by the caller. No RETURNING, and no conflict target: either would apply
  * the select policies to the new row (a conflict target needs SELECT on its columns), which the assignment
- * trigger may give to someone the caller cannot see. The only unique key a random id can meet is
- * (client_id, source, external_ref), so false means a lead with the same external_ref exists already.
+ * trigger may give to someone the caller cannot see. The only unique key a fresh id (newLeadId(), 74 random
+ * bits) can meet is (client_id, source, external_ref), so false means a lead with that external_ref exists.
  */
 export async function insertLead(
   tx: Tx,
