@@ -65,11 +65,11 @@ export function workerWake(config: Config): Wake | undefined {
     return `Bearer ${token.value}`;
   }
 
-  async function callWorker() {
+  async function callWorker(authorizationHeader: string) {
     try {
       const response = await fetch(url!, {
         method: "POST",
-        headers: { authorization: await authorization(), "content-type": "application/json" },
+        headers: { authorization: authorizationHeader, "content-type": "application/json" },
         body: "{}",
         // A worker call drains at most drain_max_ms; past that it is not a wake-up any more.
         signal: AbortSignal.timeout(config.queue.drain_max_ms + 10_000),
@@ -86,8 +86,10 @@ export function workerWake(config: Config): Wake | undefined {
       const wait = lastStart + interval - performance.now();
       if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
       wanted = false;
+      // Timed from when the request leaves, so signing a new token does not eat into the interval.
+      const header = await authorization();
       lastStart = performance.now();
-      await callWorker();
+      await callWorker(header);
     }
     running = false;
   }

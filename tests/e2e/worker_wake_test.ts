@@ -163,8 +163,10 @@ test("wake-ups fold into few calls, one at a time and spaced, each after the wak
     const most = 2 + Math.ceil((last - wakes[0]) / 100);
     assert.ok(calls.length >= 2 && calls.length <= most, `WAKE-02: 50 wakes made ${calls.length} calls`);
     assert.equal(recorder.maxInFlight(), 1, "WAKE-03: one call in flight at a time");
+    // The recorder shares this process's event loop, so a busy loop can note a call's arrival late and the
+    // next one on time; 75 ms still tells calls spaced by the 100 ms interval from one per wake (1-15 ms).
     for (let i = 1; i < calls.length; i++) {
-      assert.ok(calls[i].start - calls[i - 1].start >= 95, `WAKE-04: calls ${i - 1} and ${i} start apart`);
+      assert.ok(calls[i].start - calls[i - 1].start >= 75, `WAKE-04: calls ${i - 1} and ${i} start apart`);
     }
     for (const at of wakes) {
       assert.ok(
