@@ -12,16 +12,21 @@
 --     such as app.ingest_requests(), which stores leads for whatever client its arguments name. The Data API
 --     does not expose schema app, so no request could reach them; a database role should not either.
 --
+-- A Supabase project adds one more way in: its schema public grants every function its owner creates to
+-- anon, authenticated and service_role by name (default privileges set before any migration of ours).
+--
 -- Now PUBLIC loses EXECUTE on every function of app and public that belongs to the platform (not to an
--- extension). The grants each function was given explicitly stay, so the roles that need a function keep it,
--- and the global default below keeps functions made by later migrations private until they are granted.
+-- extension), and anon on those of public; the grants each function was given explicitly by our migrations
+-- stay, so the roles that need a function keep it. The defaults below keep functions made by later
+-- migrations private until they are granted: PUBLIC's everywhere, anon's in public.
 
 do $$
 declare
   v_function regprocedure;
+  v_public boolean;
 begin
-  for v_function in
-    select p.oid::regprocedure from pg_proc p
+  for v_function, v_public in
+    select p.oid::regprocedure, p.pronamespace = 'public'::regnamespace from pg_proc p
     where p.pronamespace in ('app'::regnamespace, 'public'::regnamespace)
       and not exists (
         select 1 from pg_depend d
@@ -29,8 +34,12 @@ begin
       )
   loop
     execute format('revoke execute on function %s from public', v_function);
+    if v_public then
+      execute format('revoke execute on function %s from anon', v_function);
+    end if;
   end loop;
 end
 $$;
 
 alter default privileges revoke execute on functions from public;
+alter default privileges in schema public revoke execute on functions from anon;

@@ -1,9 +1,12 @@
 /**
  * Deny-by-default function privileges (sql/0043_private_functions.sql): no role runs a platform function it
- * was not granted, neither the Data API's anon nor authenticated, which may use schema app for its policies.
+ * was not granted, neither the Data API's anon nor authenticated, which may use schema app for its policies;
+ * also on a Supabase project, whose schema public grants every new function to the API roles.
  */
 import assert from "node:assert/strict";
-import { actAs, createClient, createUser, db, test } from "../_helpers.ts";
+import postgres from "postgres";
+import { migrate } from "../../scripts/migrate.ts";
+import { actAs, createClient, createUser, db, test, withFreshDatabase } from "../_helpers.ts";
 
 test("anon may execute only the one platform function granted to it by name", async () => {
   const open = await db()<{ name: string }[]>`
@@ -52,4 +55,25 @@ test("a function made by a later migration is private until granted", async () =
     return row;
   });
   assert.deepEqual({ ...granted }, { authenticated: false, anon: false });
+});
+
+test("on a database with Supabase's default grants, anon still gets no platform function of public", async () => {
+  await withFreshDatabase(async (url) => {
+    const sql = postgres(url, { max: 1, onnotice: () => {} });
+    try {
+      // What a Supabase project sets up before any migration of ours runs.
+      await sql`alter default privileges in schema public grant all on functions to anon, authenticated, service_role`;
+      await migrate(url, { quiet: true });
+      const open = await sql<{ name: string }[]>`
+        select p.oid::regprocedure::text as name from pg_proc p
+        where p.pronamespace = 'public'::regnamespace and has_function_privilege('anon', p.oid, 'execute')`;
+      assert.deepEqual(open.map((row) => row.name), []);
+      await sql`create function public.later_rpc() returns int language sql as 'select 1'`;
+      const [later] = await sql<{ anon: boolean }[]>`
+        select has_function_privilege('anon', 'public.later_rpc()', 'execute') as anon`;
+      assert.equal(later.anon, false, "a function a later migration adds to public");
+    } finally {
+      await sql.end();
+    }
+  });
 });
