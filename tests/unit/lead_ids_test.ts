@@ -7,10 +7,6 @@ Deno.test("newLeadId() is a UUID version 7 of the given millisecond, with the RF
   const now = Date.UTC(2026, 11, 7, 16, 30, 0, 123);
   const id = newLeadId(now);
   assertTimeOrderedId(id, now, now);
-  assert.equal(
-    id.slice(0, 13),
-    `${now.toString(16).padStart(12, "0").slice(0, 8)}-${now.toString(16).slice(-4)}`,
-  );
   assert.ok(z.uuid().safeParse(id).success, "the API's uuid schema accepts it");
 });
 
