@@ -1,8 +1,9 @@
 /**
- * CPU accounting from /proc (Linux): the CPU time a server process used during a run, and how busy the
- * whole machine was. On a small machine that shows whether a throughput ceiling is CPU (and whose) or
- * waiting. Every function answers null where /proc is missing.
+ * CPU accounting from /proc (Linux): the CPU time a server process, or the database's backends, used during
+ * a run, and how busy the whole machine was. On a small machine that shows whether a throughput ceiling is
+ * CPU (and whose) or waiting. Every function answers null where /proc is missing.
  */
+import type { Sql } from "../../functions/_shared/db.ts";
 
 let ticksPerSecond: number | undefined;
 
@@ -25,6 +26,15 @@ export async function processCpuSeconds(pid: number): Promise<number | null> {
     // Fields after the command name, which is parenthesised and may contain spaces.
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     return (Number(fields[11]) + Number(fields[12])) / await clockTicks();
+  } catch {
+    return null;
+  }
+}
+
+/** The command name of a process ("postgres" for a PostgreSQL backend), or null when there is none. */
+async function processName(pid: number): Promise<string | null> {
+  try {
+    return (await Deno.readTextFile(`/proc/${pid}/comm`)).trim();
   } catch {
     return null;
   }
@@ -59,6 +69,46 @@ export async function cpuMeter(pid?: number) {
           ? Math.round((processEnd - process) * 100) / 100
           : null,
       };
+    },
+  };
+}
+
+/**
+ * Starts counting the CPU seconds of the benchmark database's backends (every connection to it, from any
+ * process): every `everyMs` it reads from /proc the CPU time of each pid pg_stat_activity lists, so a backend
+ * that connects during the run counts in full and one that leaves (pgbench's, at its end) counts up to its last
+ * reading. Null when the database runs elsewhere: a pid that is not a postgres process here is somebody else's.
+ */
+export async function databaseCpuMeter(sql: Sql, everyMs = 100) {
+  const read = async () => {
+    const rows = await sql<{ pid: number }[]>`
+      select pid from pg_stat_activity where datname = current_database()`;
+    const seconds = new Map<number, number>();
+    for (const { pid } of rows) {
+      const used = await processName(pid) === "postgres" ? await processCpuSeconds(pid) : null;
+      if (used !== null) seconds.set(pid, used);
+    }
+    return seconds;
+  };
+  const start = await read();
+  const last = new Map(start);
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      await new Promise((resolve) => setTimeout(resolve, everyMs));
+      for (const [pid, seconds] of await read()) last.set(pid, seconds);
+    }
+  })();
+  return {
+    /** CPU seconds the backends used since the start, or null when none could be read. */
+    stop: async (): Promise<number | null> => {
+      running = false;
+      await loop;
+      for (const [pid, seconds] of await read()) last.set(pid, seconds);
+      if (last.size === 0) return null;
+      let used = 0;
+      for (const [pid, seconds] of last) used += seconds - (start.get(pid) ?? 0);
+      return Math.round(used * 100) / 100;
     },
   };
 }

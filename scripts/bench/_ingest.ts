@@ -7,7 +7,7 @@
  */
 import type { Sql } from "../../functions/_shared/db.ts";
 import { type LoadResult, runPgbench, runWrk } from "./_load.ts";
-import { cpuMeter } from "./_cpu.ts";
+import { cpuMeter, databaseCpuMeter, processCpuSeconds } from "./_cpu.ts";
 import { sampleWaits, type WaitProfile } from "./_waits.ts";
 
 export const INGEST_CLIENT = "bench-ingest";
@@ -42,13 +42,18 @@ export function medianRound<R extends Round>(rounds: R[]): R | null {
 
 /**
  * One measured run: what the load generator saw, the leads the database gained, where its backends were,
- * how busy the machine's CPUs were and the HTTP server's own CPU time per request.
+ * how busy the machine's CPUs were, and the CPU time per request of each part that served it: the HTTP
+ * server, the database's backends and (for the platform) its worker.
  */
 export type Measured = LoadResult & {
   leads_stored: number;
   waits: WaitProfile;
   machine_cpu_busy_pct: number | null;
   server_cpu_ms_per_request: number | null;
+  /** Every backend of the benchmark database, the worker's and the load's own included. */
+  database_cpu_ms_per_request: number | null;
+  /** The platform's worker process (null for baselines), which dispatches the leads' events meanwhile. */
+  worker_cpu_ms_per_request: number | null;
   /**
    * The platform's lead events its worker had not yet dispatched when the run ended (null for baselines): work
    * the run caused but did not pay for. The next point starts only once they are dispatched.
@@ -308,7 +313,7 @@ function log(message: string) {
 async function wrkPoint(
   sql: Sql,
   settings: IngestSettings,
-  target: { server: Server; path: string; apiKey?: string; table: Exclude<Table, "schema"> },
+  target: { server: Server; worker?: Server; path: string; apiKey?: string; table: Exclude<Table, "schema"> },
   connections: number,
   batch: number,
 ): Promise<Measured> {
@@ -326,8 +331,12 @@ async function wrkPoint(
   const before = await count(sql, target.table);
   const sampler = sampleWaits(sql);
   const cpu = await cpuMeter(target.server.pid);
+  const database = await databaseCpuMeter(sql);
+  const worker = target.worker ? await processCpuSeconds(target.worker.pid) : null;
   const result = await run(settings.seconds);
   const used = await cpu.stop();
+  const databaseSeconds = await database.stop();
+  const workerEnd = target.worker ? await processCpuSeconds(target.worker.pid) : null;
   const waits = await sampler.stop();
   const stored = (await count(sql, target.table)) - before;
   const pending = target.table === "platform" ? await pendingEvents(sql) : null;
@@ -337,11 +346,38 @@ async function wrkPoint(
     leads_stored: stored,
     waits,
     machine_cpu_busy_pct: used.machine_busy_pct,
-    server_cpu_ms_per_request: used.process_cpu_s === null || !result.requests
-      ? null
-      : Math.round((100_000 * used.process_cpu_s) / result.requests) / 100,
+    server_cpu_ms_per_request: msPerRequest(used.process_cpu_s, result.requests),
+    database_cpu_ms_per_request: msPerRequest(databaseSeconds, result.requests),
+    worker_cpu_ms_per_request: msPerRequest(
+      worker === null || workerEnd === null ? null : workerEnd - worker,
+      result.requests,
+    ),
     events_pending_at_end: pending,
   };
+}
+
+/** CPU seconds spread over the requests, in milliseconds each (two decimals). */
+export function msPerRequest(seconds: number | null, requests: number): number | null {
+  return seconds === null || !requests ? null : Math.round((100_000 * seconds) / requests) / 100;
+}
+
+/**
+ * What the machine spent on a request beside the load generator: the server's, the database's and the worker's
+ * CPU (the parts a system has). Null when the database's share could not be read.
+ */
+export function cpuPerRequest(
+  result: Pick<
+    Measured,
+    "server_cpu_ms_per_request" | "database_cpu_ms_per_request" | "worker_cpu_ms_per_request"
+  >,
+): number | null {
+  if (result.database_cpu_ms_per_request === null) return null;
+  const parts = [
+    result.server_cpu_ms_per_request,
+    result.database_cpu_ms_per_request,
+    result.worker_cpu_ms_per_request,
+  ];
+  return Math.round(100 * parts.reduce<number>((sum, part) => sum + (part ?? 0), 0)) / 100;
 }
 
 async function pendingEvents(sql: Sql): Promise<number> {
@@ -377,8 +413,10 @@ async function pgbenchPoint(
     const before = await count(sql, table);
     const sampler = sampleWaits(sql);
     const cpu = await cpuMeter();
+    const database = await databaseCpuMeter(sql);
     const result = await runPgbench({ ...options, seconds: settings.seconds, log: true });
     const used = await cpu.stop();
+    const databaseSeconds = await database.stop();
     const waits = await sampler.stop();
     return {
       ...result,
@@ -386,6 +424,8 @@ async function pgbenchPoint(
       waits,
       machine_cpu_busy_pct: used.machine_busy_pct,
       server_cpu_ms_per_request: null,
+      database_cpu_ms_per_request: msPerRequest(databaseSeconds, result.requests),
+      worker_cpu_ms_per_request: null,
       events_pending_at_end: null,
     };
   } finally {
@@ -449,7 +489,7 @@ export async function benchIngest(sql: Sql, settings: IngestSettings): Promise<I
         return await wrkPoint(
           sql,
           settings,
-          { server: platform, path: PLATFORM_PATH, apiKey, table: "platform" },
+          { server: platform, worker, path: PLATFORM_PATH, apiKey, table: "platform" },
           connections,
           batchSize,
         );

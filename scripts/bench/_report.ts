@@ -2,7 +2,7 @@
  * The benchmark's readable table. Ratios are always platform / baseline: below 1x for throughput and
  * above 1x for latency mean the platform is slower.
  */
-import type { IngestPoint, IngestReport, Measured } from "./_ingest.ts";
+import { cpuPerRequest, type IngestPoint, type IngestReport, type Measured } from "./_ingest.ts";
 import type { ListReport } from "./_lead_list.ts";
 import type { QueueReport } from "./_queue.ts";
 import type { LoadResult } from "./_load.ts";
@@ -233,9 +233,11 @@ function ingestTables(report: IngestReport & { ratios: IngestRatios }, seconds: 
   );
   out.push("");
   out.push(
-    "Resources during each point: the machine's CPU (all cores), the HTTP server process's CPU per request,\n" +
-      "the lead events the worker had not dispatched when the point ended (work it caused but did not pay for),\n" +
-      "and where the database's backends were (pg_stat_activity every 100 ms; CPU = active without a wait event):",
+    "Resources during each point: the machine's CPU (all cores); the CPU time per request of the HTTP server\n" +
+      "process, of the database's backends (all of them, the worker's included) and of the platform's worker\n" +
+      "process, and their sum, which is what the machine spends on a request beside the load generator; the\n" +
+      "lead events the worker had not dispatched when the point ended (work it caused but did not pay for); and\n" +
+      "where the database's backends were (pg_stat_activity every 100 ms; CPU = active without a wait event):",
   );
   const waits: string[][] = [];
   const add = (section: string, p: IngestPoint, system: string, result: Measured | null | undefined) => {
@@ -246,6 +248,9 @@ function ingestTables(report: IngestReport & { ratios: IngestRatios }, seconds: 
       system,
       result.machine_cpu_busy_pct === null ? "n/a" : `${fmt(result.machine_cpu_busy_pct, 0)} %`,
       fmt(result.server_cpu_ms_per_request),
+      fmt(result.database_cpu_ms_per_request),
+      fmt(result.worker_cpu_ms_per_request),
+      fmt(cpuPerRequest(result)),
       result.events_pending_at_end === null ? "" : fmt(result.events_pending_at_end, 0),
       describeWaits(result.waits),
     ]);
@@ -263,7 +268,18 @@ function ingestTables(report: IngestReport & { ratios: IngestRatios }, seconds: 
   }
   out.push(
     table(
-      ["sec", "conns", "system", "machine CPU", "server CPU ms/req", "events left", "database backends"],
+      [
+        "sec",
+        "conns",
+        "system",
+        "machine CPU",
+        "server ms/req",
+        "database ms/req",
+        "worker ms/req",
+        "total ms/req",
+        "events left",
+        "database backends",
+      ],
       waits,
     ),
   );

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { medianRound } from "../../scripts/bench/_ingest.ts";
+import { cpuPerRequest, medianRound, msPerRequest } from "../../scripts/bench/_ingest.ts";
 
 const run = (rps: number) =>
   ({ requests_per_second: rps }) as Parameters<typeof medianRound>[0][0]["platform"];
@@ -19,4 +19,27 @@ Deno.test("medianRound() picks the round with the median platform/(a) ratio, bot
     "a round missing either system does not count",
   );
   assert.equal(medianRound([{ platform: null, baseline_http: run(6000) }]), null);
+});
+
+Deno.test("msPerRequest() and cpuPerRequest() give each system the CPU of the parts it has", () => {
+  assert.equal(msPerRequest(3.2, 20_000), 0.16);
+  assert.equal(msPerRequest(null, 20_000), null);
+  assert.equal(msPerRequest(1, 0), null, "no requests, no figure");
+  const platform = {
+    server_cpu_ms_per_request: 0.14,
+    database_cpu_ms_per_request: 0.33,
+    worker_cpu_ms_per_request: 0.04,
+  };
+  assert.equal(cpuPerRequest(platform), 0.51, "server, database and worker");
+  assert.equal(cpuPerRequest({ ...platform, worker_cpu_ms_per_request: null }), 0.47, "(a) has no worker");
+  assert.equal(
+    cpuPerRequest({
+      server_cpu_ms_per_request: null,
+      database_cpu_ms_per_request: 0.12,
+      worker_cpu_ms_per_request: null,
+    }),
+    0.12,
+    "pgbench: the database alone",
+  );
+  assert.equal(cpuPerRequest({ ...platform, database_cpu_ms_per_request: null }), null);
 });
