@@ -117,13 +117,30 @@ const DB_ERRORS: Record<string, [number, string]> = {
 };
 
 /**
- * Maps a postgres.js error raised by a constraint, trigger or policy to an ApiError, or returns undefined
- * for errors that are the server's fault. Only messages we raise ourselves (P0001-style `raise exception`
+ * Deadlocks and serialisation failures: the database rolled the whole transaction back because it met a
+ * concurrent one, so sending the request again is safe and usually succeeds.
+ */
+export const RETRYABLE_SQLSTATES = new Set(["40P01", "40001"]);
+
+/**
+ * Maps a postgres.js error raised by a constraint, trigger, policy or a concurrent transaction to an
+ * ApiError, or returns undefined for errors that are the server's fault. Only messages we raise ourselves (P0001-style `raise exception`
  * with an errcode) are shown; constraint texts are replaced by a generic sentence.
  */
 export function apiErrorFromDb(error: unknown): ApiError | undefined {
   if (!(error instanceof Error) || !("code" in error)) return undefined;
   const code = String((error as { code: unknown }).code);
+  if (RETRYABLE_SQLSTATES.has(code)) {
+    return new ApiError(
+      503,
+      "concurrent_change",
+      "The request met a concurrent change; send it again",
+      undefined,
+      {
+        "retry-after": "1",
+      },
+    );
+  }
   const mapped = DB_ERRORS[code];
   if (!mapped) return undefined;
   const [status, apiCode] = mapped;

@@ -130,7 +130,8 @@ export function routeNotFound(c: Context): Response {
 
 /**
  * The single error handler of every function: our ApiErrors as they are, Hono's body errors and database
- * refusals as 4xx, anything else logged with the request id and answered as a bare 500.
+ * refusals as 4xx, clashes with concurrent transactions as a 503 to retry, anything else logged with the
+ * request id and answered as a bare 500.
  */
 export function errorResponse(error: Error, c: Context): Response {
   if (error instanceof ApiError) return problemResponse(c, error);

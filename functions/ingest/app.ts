@@ -12,7 +12,14 @@
  */
 import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import { ApiError, type FieldError, fieldErrors, NUL_MESSAGE, nulPath } from "../_shared/errors.ts";
+import {
+  ApiError,
+  type FieldError,
+  fieldErrors,
+  NUL_MESSAGE,
+  nulPath,
+  RETRYABLE_SQLSTATES,
+} from "../_shared/errors.ts";
 import {
   type Deps,
   errorResponse,
@@ -211,9 +218,6 @@ function keyError(reply: Extract<IngestReply, { error: string }>, batch: boolean
   }
 }
 
-/** Deadlocks and serialisation failures roll back the whole call and are safe to retry. */
-const RETRYABLE = new Set(["40P01", "40001"]);
-
 /**
  * Database calls in flight at once per instance, the most items one grouped call carries, and the waiting
  * items that justify a second call beside a running one. Each call has a fixed cost, so a second call as
@@ -270,7 +274,7 @@ export function createIngestApp(deps: Deps, queueOptions = DEFAULT_QUEUE) {
         return replies;
       } catch (error) {
         const code = String((error as { code?: string }).code);
-        if (attempt < 3 && RETRYABLE.has(code)) {
+        if (attempt < 3 && RETRYABLE_SQLSTATES.has(code)) {
           log("warn", "ingest retried", { sqlstate: code, attempt, requests: requests.length });
           continue;
         }
