@@ -217,13 +217,14 @@ test("a role narrowed from the team scope to the own scope keeps its members onl
 
 /**
  * Runs `holder` in a transaction left open until `waiter`, on another connection, waits for a lock (or ends
- * without one); then commits it and waits for `waiter`.
+ * without one); then runs `andThen` in the same transaction, commits it and waits for `waiter`.
  */
 async function whileHolding(
   sql: Sql,
   url: string,
   holder: (tx: postgres.TransactionSql) => Promise<unknown>,
   waiter: (other: Sql) => Promise<unknown>,
+  andThen?: (tx: postgres.TransactionSql) => Promise<unknown>,
 ) {
   const [first, second] = [1, 2].map(() => postgres(url, { max: 1, onnotice: () => {} }));
   try {
@@ -235,6 +236,7 @@ async function whileHolding(
       await holder(tx);
       holding();
       await released;
+      await andThen?.(tx);
     });
     await held;
     let finished = false;
@@ -463,5 +465,47 @@ test("a dispatch while a member's role is being narrowed does not tell them", as
     await whileHolding(sql, url, (tx) => toViewer(tx, clientId, members.admin.membership), dispatch);
     assert.equal(await notificationsOf(sql, "user_id", members.admin.user), 0, "NREF-28: narrowed before");
     assert.equal(await notificationsOf(sql, "user_id", members.agent.user), 1, "the lead's owner is told");
+  });
+});
+
+test("a manager's role changed while moves of their team are uncommitted waits for the moves instead of deadlocking", async () => {
+  await withPrivateDatabase(async (sql, url) => {
+    const clientId = uniq("client");
+    await sql`insert into public.clients (id, name) values (${clientId}, 'Moves and roles')`;
+    const [owner, manager, first] = await addReportingLine(sql, clientId, ["owner", "manager", "agent"]);
+    const [{ id: second }] = await sql<{ id: string }[]>`
+      with u as (
+        insert into public.users (email, full_name) values (${`${
+      uniq("agent")
+    }@example.com`}, 'agent') returning id
+      )
+      insert into public.memberships (client_id, user_id, role_id, reports_to)
+      select ${clientId}, u.id, r.id, ${manager.membership} from u
+      join public.roles r on r.client_id = ${clientId} and r.key = 'agent'
+      returning id`;
+    const moveToOwner = (tx: postgres.TransactionSql, membership: string) =>
+      tx`update public.memberships set reports_to = ${owner.membership} where id = ${membership}`;
+    // The second agent's move deletes the manager's closure row of them; the role change, which locks the
+    // manager's rows in order (the first agent's before the second's), comes next; then the first agent moves.
+    // Before sql/0044 the role change held the first agent's row while waiting for the second's: a deadlock.
+    await whileHolding(
+      sql,
+      url,
+      (tx) => moveToOwner(tx, second),
+      (other) => toViewer(other, clientId, manager.membership),
+      (tx) => moveToOwner(tx, first.membership),
+    );
+    const rows = await sql<{ id: string; reports_to: string; role: string }[]>`
+      select m.id, m.reports_to, r.key as role from public.memberships m join public.roles r on r.id = m.role_id
+      where m.id in (${manager.membership}, ${first.membership}, ${second}) order by m.id`;
+    assert.deepEqual(
+      [...rows],
+      [
+        { id: manager.membership, reports_to: owner.membership, role: "viewer" },
+        { id: first.membership, reports_to: owner.membership, role: "agent" },
+        { id: second, reports_to: owner.membership, role: "agent" },
+      ].sort((a, b) => a.id < b.id ? -1 : 1),
+      "NREF-30: both moves and the role change committed",
+    );
   });
 });
