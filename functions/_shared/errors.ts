@@ -123,13 +123,45 @@ const DB_ERRORS: Record<string, [number, string]> = {
 export const RETRYABLE_SQLSTATES = new Set(["40P01", "40001"]);
 
 /**
- * Maps a postgres.js error raised by a constraint, trigger, policy or a concurrent transaction to an
- * ApiError, or returns undefined for errors that are the server's fault. Only messages we raise ourselves (P0001-style `raise exception`
+ * The database could not be reached, refused the connection or dropped it: SQLSTATE class 08 (connection
+ * exception), too_many_connections, the server shutting down or starting up, and the connection errors of
+ * postgres.js and of the socket. The request can be sent again once the database is back.
+ */
+const UNAVAILABLE_CODES = new Set([
+  "53300",
+  "57P01",
+  "57P02",
+  "57P03",
+  "CONNECT_TIMEOUT",
+  "CONNECTION_CLOSED",
+  "CONNECTION_DESTROYED",
+  "CONNECTION_ENDED",
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EHOSTUNREACH",
+  "ENOTFOUND",
+  "ETIMEDOUT",
+]);
+
+/**
+ * Maps a postgres.js error raised by a constraint, trigger, policy, a concurrent transaction or a lost
+ * connection to an ApiError, or returns undefined for errors that are the server's fault. Only messages we raise ourselves (P0001-style `raise exception`
  * with an errcode) are shown; constraint texts are replaced by a generic sentence.
  */
 export function apiErrorFromDb(error: unknown): ApiError | undefined {
   if (!(error instanceof Error) || !("code" in error)) return undefined;
   const code = String((error as { code: unknown }).code);
+  if (UNAVAILABLE_CODES.has(code) || /^08[0-9A-Z]{3}$/.test(code)) {
+    return new ApiError(
+      503,
+      "database_unavailable",
+      "The database is unreachable; retry shortly",
+      undefined,
+      {
+        "retry-after": "5",
+      },
+    );
+  }
   if (RETRYABLE_SQLSTATES.has(code)) {
     return new ApiError(
       503,

@@ -45,6 +45,11 @@ export function log(level: keyof typeof LEVELS, message: string, fields: Record<
   else console.log(line);
 }
 
+/** The level of a request's log line: a 503 the caller may retry is a warning, any other 5xx an error. */
+export function requestLogLevel(status: number): keyof typeof LEVELS {
+  return status === 503 ? "warn" : status >= 500 ? "error" : "info";
+}
+
 /** The client address: the local stack's socket address, else the first X-Forwarded-For hop Supabase's edge sets. */
 export function clientIp(c: Context): string {
   return (c.env as FunctionBindings | undefined)?.clientAddress ||
@@ -130,8 +135,8 @@ export function routeNotFound(c: Context): Response {
 
 /**
  * The single error handler of every function: our ApiErrors as they are, Hono's body errors and database
- * refusals as 4xx, clashes with concurrent transactions as a 503 to retry, anything else logged with the
- * request id and answered as a bare 500.
+ * refusals as 4xx, clashes with concurrent transactions and an unreachable database as a 503 to retry,
+ * anything else logged with the request id and answered as a bare 500.
  */
 export function errorResponse(error: Error, c: Context): Response {
   if (error instanceof ApiError) return problemResponse(c, error);
@@ -142,7 +147,13 @@ export function errorResponse(error: Error, c: Context): Response {
     return problemResponse(c, new ApiError(error.status, code, detail));
   }
   const mapped = apiErrorFromDb(error);
-  if (mapped) return problemResponse(c, mapped);
+  if (mapped) {
+    // The caller may retry a 503, but operators should still see the outage or the clash.
+    if (mapped.status >= 500) {
+      log("warn", mapped.code, { request_id: c.get("requestId"), error: `${error.name}: ${error.message}` });
+    }
+    return problemResponse(c, mapped);
+  }
   log("error", "unhandled error", {
     request_id: c.get("requestId"),
     error: `${error.name}: ${error.message}`,
@@ -169,7 +180,7 @@ export function createRouter(basePath: string, config: Config): OpenAPIHono<AppE
     await next();
     c.header("x-request-id", requestId);
     const caller = c.get("caller");
-    log(c.res.status >= 500 ? "error" : "info", "request", {
+    log(requestLogLevel(c.res.status), "request", {
       request_id: requestId,
       method: c.req.method,
       path: c.req.path,

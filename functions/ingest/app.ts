@@ -26,6 +26,7 @@ import {
   functionPath,
   log,
   readBody,
+  requestLogLevel,
   routeNotFound,
   validationHook,
 } from "../_shared/http.ts";
@@ -299,7 +300,7 @@ export function createIngestApp(deps: Deps, queueOptions = DEFAULT_QUEUE) {
       c.header("access-control-allow-origin", origin);
       c.header("access-control-expose-headers", EXPOSE_HEADERS);
     }
-    log(c.res.status >= 500 ? "error" : "info", "request", {
+    log(requestLogLevel(c.res.status), "request", {
       request_id: requestId,
       method: c.req.method,
       path: c.req.path,

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { createApiApp } from "../../functions/api/app.ts";
+import { createAuthApp } from "../../functions/auth/app.ts";
+import { createIngestApp } from "../../functions/ingest/app.ts";
 import { loadConfig } from "../../functions/_shared/config.ts";
 import { createDb } from "../../functions/_shared/db.ts";
 import { call, createTeam, login, startStack, test, testDatabaseUrl } from "../_helpers.ts";
@@ -191,6 +193,54 @@ test("a function served alone, as Supabase deploys it, routes without /functions
     );
     assert.equal(other.status, 401, "GW-03: another client address has its own bucket");
     await other.body?.cancel();
+  } finally {
+    await sql.end();
+  }
+});
+
+test("with the database unreachable, the API, auth and ingest answer 503 database_unavailable with Retry-After", async () => {
+  // Port 1 on this machine accepts no connection: every query fails with ECONNREFUSED.
+  const url = "postgres://postgres@127.0.0.1:1/nowhere";
+  const config = loadConfig({ APP_ENV: "test", DATABASE_URL: url });
+  const sql = createDb(url, { max: 1 });
+  try {
+    const json = { "content-type": "application/json" };
+    const apiKey = `lap_live_abcdefgh_${"k".repeat(43)}`;
+    const requests: [string, (request: Request) => Response | Promise<Response>, Request][] = [
+      [
+        "GET /api/clients",
+        createApiApp({ config, sql }).fetch,
+        new Request("http://functions.local/api/clients"),
+      ],
+      [
+        "POST /auth/login",
+        createAuthApp({ config, sql }).fetch,
+        new Request("http://functions.local/auth/login", {
+          method: "POST",
+          headers: json,
+          body: JSON.stringify({ email: "nobody@example.com", password: "correct horse battery" }),
+        }),
+      ],
+      [
+        "POST /ingest/leads",
+        createIngestApp({ config, sql }).fetch,
+        new Request("http://functions.local/ingest/leads", {
+          method: "POST",
+          headers: { ...json, "x-api-key": apiKey },
+          body: JSON.stringify({ full_name: "Una Reachable", email: "una@example.com" }),
+        }),
+      ],
+    ];
+    for (const [name, fetch, request] of requests) {
+      const response = await fetch(request);
+      const body = await response.json();
+      assert.deepEqual(
+        { status: response.status, retryAfter: response.headers.get("retry-after"), code: body.code },
+        { status: 503, retryAfter: "5", code: "database_unavailable" },
+        `GW-04: ${name}`,
+      );
+      assert.equal(body.detail, "The database is unreachable; retry shortly", `${name} names no address`);
+    }
   } finally {
     await sql.end();
   }
