@@ -113,7 +113,7 @@ function prepareItem(
   item: unknown,
   index: number,
   options: { batch: boolean; idempotencyKey?: string; mayHoldNul: boolean },
-): { payload: Record<string, unknown> } | { errors: FieldError[] } {
+): { payload: Record<string, unknown>; refFromHeader: boolean } | { errors: FieldError[] } {
   const prefix = options.batch ? `leads[${index}]` : "";
   const at = (path: string) => [prefix, path].filter(Boolean).join(".");
   if (!isObject(item)) {
@@ -145,7 +145,43 @@ function prepareItem(
       external_ref: externalRef || undefined,
       raw_payload: item,
     },
+    refFromHeader: !lead.external_ref && Boolean(externalRef),
   };
+}
+
+/**
+ * The ids of the leads among `existing` (items answered "existing", each with the body it was sent with)
+ * that were stored from another body. Reusing an Idempotency-Key or external_ref for a different lead is the
+ * caller's mistake, and answering "existing" would drop that lead without a word; the IETF's Idempotency-Key
+ * draft answers it with 422.
+ */
+async function storedFromOtherBodies(
+  sql: Deps["sql"],
+  existing: { lead_id: string; raw: unknown }[],
+): Promise<Set<string>> {
+  if (existing.length === 0) return new Set();
+  const rows = await sql<{ id: string }[]>`
+    select l.id from jsonb_to_recordset(${sql.json(existing as never)}) x (lead_id uuid, raw jsonb)
+    join public.leads l on l.id = x.lead_id
+    where l.raw_payload is distinct from x.raw`;
+  return new Set(rows.map((row) => row.id));
+}
+
+/** The error of an item whose external_ref, from the body or the Idempotency-Key, names another lead. */
+function reusedRefError(fromHeader: boolean, at: string): FieldError {
+  return fromHeader
+    ? {
+      path: "header.idempotency-key",
+      message:
+        "This Idempotency-Key was used for a different lead; resend that lead unchanged or use a new key",
+      code: "idempotency_key_reused",
+    }
+    : {
+      path: at,
+      message:
+        "This external_ref names a different lead; resend that lead unchanged or use a new external_ref",
+      code: "external_ref_reused",
+    };
 }
 
 /** A body with "leads" is a batch; any other object is one lead. Envelope errors leave no items. */
@@ -367,6 +403,7 @@ export function createIngestApp(deps: Deps, queueOptions = DEFAULT_QUEUE) {
     const requestErrors = [...idempotencyErrors, ...envelopeErrors];
     const results: (ItemResult | undefined)[] = [];
     const payloads: Record<string, unknown>[] = [];
+    const sent = new Map<number, { raw: unknown; refFromHeader: boolean }>();
     if (requestErrors.length === 0) {
       items.forEach((item, index) => {
         const prepared = prepareItem(item, index, { batch, idempotencyKey, mayHoldNul });
@@ -380,6 +417,7 @@ export function createIngestApp(deps: Deps, queueOptions = DEFAULT_QUEUE) {
           };
         } else {
           payloads.push(prepared.payload);
+          sent.set(index, { raw: item, refFromHeader: prepared.refFromHeader });
         }
       });
     }
@@ -431,6 +469,22 @@ export function createIngestApp(deps: Deps, queueOptions = DEFAULT_QUEUE) {
       throw new Error(`ingest_requests answered ${reply.results.length} of ${payloads.length} items`);
     }
     const done = results as ItemResult[];
+    const reused = await storedFromOtherBodies(
+      sql,
+      done.flatMap((result) =>
+        result.outcome === "existing" && result.lead_id
+          ? [{ lead_id: result.lead_id, raw: sent.get(result.index)?.raw }]
+          : []
+      ),
+    );
+    for (const result of done) {
+      if (result.outcome !== "existing" || !result.lead_id || !reused.has(result.lead_id)) continue;
+      const error = reusedRefError(
+        sent.get(result.index)?.refFromHeader ?? false,
+        batch ? `leads[${result.index}].external_ref` : "external_ref",
+      );
+      Object.assign(result, { outcome: "invalid", lead_id: null, duplicate_of: null, errors: [error] });
+    }
 
     if (!batch) {
       const [result] = done;

@@ -37,8 +37,9 @@ const fieldError = z.object({ path: z.string(), message: z.string(), code: z.str
 
 export const outcomeSchema = z.enum(["created", "duplicate", "existing", "invalid"]).openapi({
   description: "created: a new lead; duplicate: a new lead linked to an earlier one with the same phone or " +
-    "email (duplicate_of); existing: this external_ref or Idempotency-Key was already stored (nothing new); " +
-    "invalid: refused, see errors",
+    "email (duplicate_of); existing: this external_ref or Idempotency-Key was already stored with this same " +
+    "lead (nothing new); invalid: refused, see errors (idempotency_key_reused or external_ref_reused when the " +
+    "key or ref was already used for a different lead)",
 });
 
 export const singleResultSchema = z.object({
@@ -96,7 +97,8 @@ export function documentIngest(app: OpenAPIHono<never>, maxBatch: number) {
     description: "One lead needs the key scope ingest:single, a batch ingest:batch. Every item is " +
       "validated on its own: invalid items are reported with their errors and the others are stored. " +
       "With an Idempotency-Key header a single lead's external_ref defaults to the key, and each batch " +
-      "item's to `<key>:<index>`, so retrying a request never stores a lead twice. Browsers may call it " +
+      "item's to `<key>:<index>`, so retrying a request never stores a lead twice; the same key or " +
+      "external_ref sent with a different lead is refused (422). Browsers may call it " +
       "from the key's allowed_origins only; a request with an Origin header the key does not list is " +
       "refused. The client is always the key's own.",
     security: [{ apiKey: [] }],

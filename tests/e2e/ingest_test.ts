@@ -403,11 +403,10 @@ test("the same Idempotency-Key twice stores one lead; the second answer is 200 e
   assert.equal(rows[0].external_ref, idempotencyKey, "the key becomes external_ref");
 
   // An external_ref in the body wins over the header.
-  const own = await ingest(key.secret, { email: email(), external_ref: "sub-1" }, {
-    "idempotency-key": "ignored",
-  });
+  const ownBody = { email: email(), external_ref: "sub-1" };
+  const own = await ingest(key.secret, ownBody, { "idempotency-key": "ignored" });
   assert.equal((await lead(own.body.lead_id)).external_ref, "sub-1");
-  const retry = await ingest(key.secret, { email: email(), external_ref: "sub-1" });
+  const retry = await ingest(key.secret, ownBody);
   assert.equal(retry.status, 200, "external_ref alone is idempotent too");
   assert.equal(retry.body.lead_id, own.body.lead_id);
 
@@ -417,6 +416,52 @@ test("the same Idempotency-Key twice stores one lead; the second answer is 200 e
     assert.equal(reply.body.errors[0].path, "header.idempotency-key");
   }
   assert.equal(await countLeads(t.clientId), 2);
+});
+
+test("an Idempotency-Key or external_ref reused for a different lead is a 422 naming it, and stores nothing", async () => {
+  const t = await tenant();
+  const key = await apiKey(t);
+  const idempotencyKey = crypto.randomUUID();
+  const first = await ingest(key.secret, { email: email(), full_name: "First" }, {
+    "idempotency-key": idempotencyKey,
+  });
+  assert.equal(first.status, 201);
+  const other = await ingest(key.secret, { email: email(), full_name: "Second" }, {
+    "idempotency-key": idempotencyKey,
+  });
+  assertProblem(other, 422, "validation_failed");
+  assert.deepEqual(other.body.errors.map((e: { path: string; code: string }) => [e.path, e.code]), [
+    ["header.idempotency-key", "idempotency_key_reused"],
+  ], "IK-01: the header is named");
+
+  await ingest(key.secret, { phone: "+14155550199", external_ref: "form-7" });
+  const otherRef = await ingest(key.secret, { phone: "+14155550198", external_ref: "form-7" });
+  assertProblem(otherRef, 422, "validation_failed");
+  assert.deepEqual(otherRef.body.errors.map((e: { path: string; code: string }) => [e.path, e.code]), [
+    ["external_ref", "external_ref_reused"],
+  ], "IK-02: the body's external_ref is named");
+
+  // A batch resent with one item changed: the others are existing, the changed one is refused on its own.
+  const batchKey = crypto.randomUUID();
+  const leads = [{ email: email() }, { email: email(), external_ref: "own-ref" }, { email: email() }];
+  assert.equal((await ingest(key.secret, { leads }, { "idempotency-key": batchKey })).status, 200);
+  const changed = [leads[0], { ...leads[1], full_name: "Changed" }, { email: email() }];
+  const resent = await ingest(key.secret, { leads: changed }, { "idempotency-key": batchKey });
+  assert.equal(resent.status, 200);
+  assert.deepEqual(resent.body.summary, { created: 0, duplicate: 0, existing: 1, invalid: 2 });
+  assert.deepEqual(
+    resent.body.results.map((r: { outcome: string; errors?: { path: string; code: string }[] }) => [
+      r.outcome,
+      r.errors?.map((e) => [e.path, e.code]),
+    ]),
+    [
+      ["existing", undefined],
+      ["invalid", [["leads[1].external_ref", "external_ref_reused"]]],
+      ["invalid", [["header.idempotency-key", "idempotency_key_reused"]]],
+    ],
+    "IK-03: each changed item is refused with its own reason",
+  );
+  assert.equal(await countLeads(t.clientId), 5, "nothing of the reused keys was stored");
 });
 
 test("10 concurrent requests with the same Idempotency-Key store exactly one lead", async () => {
