@@ -143,35 +143,25 @@ const UNAVAILABLE_CODES = new Set([
   "ETIMEDOUT",
 ]);
 
+/** A 503 the caller may send again after `seconds`. */
+function retryLater(code: string, detail: string, seconds: number): ApiError {
+  return new ApiError(503, code, detail, undefined, { "retry-after": String(seconds) });
+}
+
 /**
  * Maps a postgres.js error raised by a constraint, trigger, policy, a concurrent transaction or a lost
- * connection to an ApiError, or returns undefined for errors that are the server's fault. Only messages we raise ourselves (P0001-style `raise exception`
- * with an errcode) are shown; constraint texts are replaced by a generic sentence.
+ * connection to an ApiError, or returns undefined for errors that are the server's fault. Only messages we
+ * raise ourselves (P0001-style `raise exception` with an errcode) are shown; constraint texts are replaced by
+ * a generic sentence.
  */
 export function apiErrorFromDb(error: unknown): ApiError | undefined {
   if (!(error instanceof Error) || !("code" in error)) return undefined;
   const code = String((error as { code: unknown }).code);
   if (UNAVAILABLE_CODES.has(code) || /^08[0-9A-Z]{3}$/.test(code)) {
-    return new ApiError(
-      503,
-      "database_unavailable",
-      "The database is unreachable; retry shortly",
-      undefined,
-      {
-        "retry-after": "5",
-      },
-    );
+    return retryLater("database_unavailable", "The database is unreachable; retry shortly", 5);
   }
   if (RETRYABLE_SQLSTATES.has(code)) {
-    return new ApiError(
-      503,
-      "concurrent_change",
-      "The request met a concurrent change; send it again",
-      undefined,
-      {
-        "retry-after": "1",
-      },
-    );
+    return retryLater("concurrent_change", "The request met a concurrent change; send it again", 1);
   }
   const mapped = DB_ERRORS[code];
   if (!mapped) return undefined;
