@@ -36,7 +36,6 @@ test("anon cannot call the RPC functions, nor authenticated the ingest and dispa
   for (
     const call of [
       "select app.ingest_requests('[]', '[]')",
-      "select app.admit_ingest_requests('[]')",
       "select app.dispatch_events(1, 1)",
       "select app.flush_lead_search_index()",
     ]

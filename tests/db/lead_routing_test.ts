@@ -30,24 +30,22 @@ interface IngestResult {
 }
 
 /**
- * One grouped call as the ingest function makes it (app.admit_ingest_requests, then app.ingest_requests):
- * each request's items, all with the same key.
+ * One grouped call as the ingest function makes it (app.ingest_requests): each request's items, all with the
+ * same key.
  */
 async function ingestGroup(
   keyHash: string,
   requests: { email?: string; phone?: string }[][],
   sql: Sql = db(),
 ): Promise<IngestResult[][]> {
-  const payload = requests.map((items) => ({
+  const keys = requests.map((items) => ({
     key_hash: keyHash,
     origin: null,
     scope: items.length > 1 ? "ingest:batch" : "ingest:single",
-    items: items.map((item, index) => ({ ...item, index })),
   }));
-  const [{ admissions }] = await sql<{ admissions: object[] }[]>`
-    select app.admit_ingest_requests(${sql.json(payload)}) as admissions`;
+  const items = requests.map((items) => items.map((item, index) => ({ ...item, index })));
   const [{ replies }] = await sql<{ replies: { results: IngestResult[]; error?: string }[] }[]>`
-    select app.ingest_requests(${sql.json(payload)}, ${sql.json(admissions as never)}) as replies`;
+    select app.ingest_requests(${sql.json(keys)}, ${JSON.stringify(items)}) as replies`;
   return replies.map((reply) => {
     assert.equal(reply.error, undefined, JSON.stringify(reply));
     return reply.results;
