@@ -82,22 +82,26 @@ export function fieldErrors(issues: z.core.$ZodIssue[], prefix: string): FieldEr
   });
 }
 
-export const NUL_MESSAGE = "Text may not contain the NUL character (\\u0000)";
+export const UNSTORABLE_TEXT_MESSAGE =
+  "Text may not contain the NUL character (\\u0000) or an unpaired surrogate (\\ud800-\\udfff)";
 
 /**
- * The path to the first string or object key holding U+0000, which PostgreSQL text and jsonb cannot store,
- * or undefined when there is none.
+ * The path to the first string or object key that PostgreSQL cannot store as text or jsonb: one holding
+ * U+0000, or an unpaired UTF-16 surrogate (JSON allows "\ud800"; jsonb refuses it, and text would silently
+ * get U+FFFD instead). Undefined when there is none.
  */
-export function nulPath(value: unknown): string[] | undefined {
-  if (typeof value === "string") return value.includes("\0") ? [] : undefined;
+export function unstorableTextPath(value: unknown): string[] | undefined {
+  if (typeof value === "string") return storable(value) ? undefined : [];
   if (value === null || typeof value !== "object") return undefined;
   for (const [key, inner] of Object.entries(value)) {
-    if (key.includes("\0")) return [key];
-    const below = nulPath(inner);
+    if (!storable(key)) return [key];
+    const below = unstorableTextPath(inner);
     if (below) return [key, ...below];
   }
   return undefined;
 }
+
+const storable = (text: string) => !text.includes("\0") && text.isWellFormed();
 
 /** Postgres error codes that mean the request, not the server, was at fault. */
 const DB_ERRORS: Record<string, [number, string]> = {
@@ -177,7 +181,7 @@ export function apiErrorFromDb(error: unknown): ApiError | undefined {
     missing_value: "A required value is missing",
     invalid_value: "A value has the wrong format",
     value_too_long: "A value is too long",
-    invalid_character: NUL_MESSAGE,
+    invalid_character: UNSTORABLE_TEXT_MESSAGE,
     not_found: "Not found",
   };
   const detail = ownMessage ? dbError.message : generic[apiCode];

@@ -10,7 +10,14 @@ import { getPath } from "hono/utils/url";
 import type { Caller } from "./auth.ts";
 import type { Config } from "./config.ts";
 import type { Sql } from "./db.ts";
-import { ApiError, apiErrorFromDb, fieldErrors, NUL_MESSAGE, nulPath, problemResponse } from "./errors.ts";
+import {
+  ApiError,
+  apiErrorFromDb,
+  fieldErrors,
+  problemResponse,
+  UNSTORABLE_TEXT_MESSAGE,
+  unstorableTextPath,
+} from "./errors.ts";
 
 /** What every function needs: settings and the database. */
 export interface Deps {
@@ -103,7 +110,7 @@ export function ipRateLimit(deps: Deps): MiddlewareHandler<AppEnv> {
 
 /**
  * Turns a failed zod validation of any request part into a 422 listing each bad field, and refuses valid
- * input holding U+0000 the same way (the database could not store it).
+ * input holding text the database cannot store (U+0000, unpaired surrogates) the same way.
  */
 export const validationHook = (
   result: { success: boolean; target?: string; data?: unknown; error?: { issues: z.core.$ZodIssue[] } },
@@ -117,10 +124,10 @@ export const validationHook = (
       fieldErrors(result.error!.issues, target),
     );
   }
-  const nul = nulPath(result.data);
-  if (nul) {
+  const unstorable = unstorableTextPath(result.data);
+  if (unstorable) {
     throw new ApiError(422, "validation_failed", "The request has invalid fields", [
-      { path: [target, ...nul].join("."), message: NUL_MESSAGE, code: "invalid_string" },
+      { path: [target, ...unstorable].join("."), message: UNSTORABLE_TEXT_MESSAGE, code: "invalid_string" },
     ]);
   }
 };

@@ -15,9 +15,9 @@ import {
   ApiError,
   type FieldError,
   fieldErrors,
-  NUL_MESSAGE,
-  nulPath,
   RETRYABLE_SQLSTATES,
+  UNSTORABLE_TEXT_MESSAGE,
+  unstorableTextPath,
 } from "../_shared/errors.ts";
 import {
   type Deps,
@@ -74,6 +74,8 @@ const EXPOSE_HEADERS = "x-request-id, retry-after, ratelimit-limit, ratelimit-re
 const PREFLIGHT_MAX_AGE = "7200";
 
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
+/** A JSON escape of U+0000 or of a surrogate, the only way text PostgreSQL cannot store gets into a body. */
+const UNSTORABLE_ESCAPE = /\\u(?:0000|d[89a-f])/i;
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value);
@@ -111,16 +113,20 @@ function cleanItem(item: Record<string, unknown>): Record<string, unknown> {
 function prepareItem(
   item: unknown,
   index: number,
-  options: { batch: boolean; idempotencyKey?: string; mayHoldNul: boolean },
+  options: { batch: boolean; idempotencyKey?: string; mayHoldUnstorable: boolean },
 ): { payload: Record<string, unknown>; refFromHeader: boolean } | { errors: FieldError[] } {
   const prefix = options.batch ? `leads[${index}]` : "";
   const at = (path: string) => [prefix, path].filter(Boolean).join(".");
   if (!isObject(item)) {
     return { errors: [{ path: prefix, message: "Send each lead as a JSON object", code: "invalid_type" }] };
   }
-  // Postgres text and jsonb cannot hold U+0000: refuse the item rather than fail the database call.
-  const nul = options.mayHoldNul ? nulPath(item) : undefined;
-  if (nul) return { errors: [{ path: at(nul.join(".")), message: NUL_MESSAGE, code: "invalid_string" }] };
+  // Postgres cannot store U+0000 or unpaired surrogates: refuse the item rather than fail the database call.
+  const unstorable = options.mayHoldUnstorable ? unstorableTextPath(item) : undefined;
+  if (unstorable) {
+    return {
+      errors: [{ path: at(unstorable.join(".")), message: UNSTORABLE_TEXT_MESSAGE, code: "invalid_string" }],
+    };
+  }
   const parsed = ingestLeadSchema.safeParse(cleanItem(item));
   if (!parsed.success) return { errors: fieldErrors(parsed.error.issues, prefix) };
   const known: Record<string, unknown> = {};
@@ -376,10 +382,11 @@ export function createIngestApp(deps: Deps, queueOptions = DEFAULT_QUEUE) {
 
     const raw = await readBody(c.req.raw, maxBodyBytes);
     let body: unknown;
-    let mayHoldNul = false;
+    let mayHoldUnstorable = false;
     try {
       const text = UTF8.decode(raw);
-      mayHoldNul = text.includes("\\u0000");
+      // Only JSON escapes can put such text in: the body is strict UTF-8, and JSON refuses raw U+0000.
+      mayHoldUnstorable = UNSTORABLE_ESCAPE.test(text);
       body = JSON.parse(text);
     } catch {
       throw new ApiError(400, "malformed_json", "The request body is not valid JSON");
@@ -392,7 +399,7 @@ export function createIngestApp(deps: Deps, queueOptions = DEFAULT_QUEUE) {
     const sent = new Map<number, { raw: unknown; refFromHeader: boolean }>();
     if (requestErrors.length === 0) {
       items.forEach((item, index) => {
-        const prepared = prepareItem(item, index, { batch, idempotencyKey, mayHoldNul });
+        const prepared = prepareItem(item, index, { batch, idempotencyKey, mayHoldUnstorable });
         if ("errors" in prepared) {
           results[index] = {
             index,

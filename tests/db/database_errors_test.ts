@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { apiErrorFromDb, NUL_MESSAGE } from "../../functions/_shared/errors.ts";
+import { apiErrorFromDb, UNSTORABLE_TEXT_MESSAGE } from "../../functions/_shared/errors.ts";
 import { db, test, withPrivateDatabase } from "../_helpers.ts";
 
 async function refusalOf(query: Promise<unknown>) {
@@ -16,7 +16,7 @@ async function refusalOf(query: Promise<unknown>) {
 }
 
 test("DE-01: a NUL character in text or jsonb is a 422 invalid_character", async () => {
-  const expected = { status: 422, code: "invalid_character", detail: NUL_MESSAGE };
+  const expected = { status: 422, code: "invalid_character", detail: UNSTORABLE_TEXT_MESSAGE };
   assert.deepEqual(await refusalOf(db()`select ${"a\u0000b"}::text`), expected, "text");
   assert.deepEqual(await refusalOf(db()`select ${'{"a": "\\u0000"}'}::text::jsonb`), expected, "jsonb");
 });

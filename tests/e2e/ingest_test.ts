@@ -1148,7 +1148,7 @@ test("a request sent again alone after its group failed is not counted against i
   assert.equal(hits, 4, "each stored request counts once, however often it reached the database");
 });
 
-test("text with a NUL character is refused per item with 422, not a failed database call", async () => {
+test("text PostgreSQL cannot store (NUL, an unpaired surrogate) is refused per item with 422, not a failed call", async () => {
   const t = await tenant();
   const key = await apiKey(t);
   const single = await ingest(key.secret, { email: email(), message: "a\u0000b" });
@@ -1156,12 +1156,38 @@ test("text with a NUL character is refused per item with 422, not a failed datab
   assert.deepEqual(single.body.errors.map((e: { path: string; code: string }) => [e.path, e.code]), [
     ["message", "invalid_string"],
   ]);
+  // JSON.stringify writes an unpaired surrogate as an escape such as "\ud800", which jsonb refuses.
   const batch = await ingest(key.secret, {
-    leads: [{ email: email(), full_name: "x\u0000" }, { email: email(), note: "a literal \\u0000 is fine" }],
+    leads: [
+      { email: email(), full_name: "x\u0000" },
+      { email: email(), note: "a literal \\u0000 is fine" },
+      { email: email(), custom: { note: "half an emoji \ud83d" } },
+      { email: email(), "\udc00": "a key" },
+      { email: email(), full_name: "A whole emoji \ud83d\ude00" },
+    ],
   });
-  assert.equal(batch.status, 200);
-  assert.deepEqual(batch.body.results.map((r: { outcome: string }) => r.outcome), ["invalid", "created"]);
-  assert.equal(batch.body.results[0].errors[0].path, "leads[0].full_name");
+  assert.equal(batch.status, 200, JSON.stringify(batch.body));
+  assert.deepEqual(batch.body.results.map((r: { outcome: string }) => r.outcome), [
+    "invalid",
+    "created",
+    "invalid",
+    "invalid",
+    "created",
+  ]);
+  assert.deepEqual(
+    batch.body.results.flatMap((r: { errors?: { path: string; code: string }[] }) =>
+      (r.errors ?? []).map((e) => [e.path, e.code])
+    ),
+    [
+      ["leads[0].full_name", "invalid_string"],
+      ["leads[2].custom.note", "invalid_string"],
+      ["leads[3].\udc00", "invalid_string"],
+    ],
+  );
+  const [stored] = await leadsOf(t.clientId).then((rows) =>
+    rows.filter((row) => row.full_name?.startsWith("A whole"))
+  );
+  assert.equal(stored.full_name, "A whole emoji \u{1f600}");
 });
 
 test("a key's rate limit counts grouped requests one by one: exactly the limit is stored", async () => {

@@ -1130,7 +1130,7 @@ test("the OpenAPI document lists the lead routes with their permissions", async 
   assert.ok(reply.body.components.schemas.HiddenLead, "the {id, visible:false} answer is documented");
 });
 
-test("text holding the NUL character, which PostgreSQL cannot store, gets a 422 wherever it comes in, never a 500", async () => {
+test("text PostgreSQL cannot store (NUL, unpaired surrogates) gets a 422 wherever it comes in, never a 500", async () => {
   const team = await leadTeam();
   const [lead] = await insertLeads(team.clientId, [{ owner: team.memberships.agent }]);
   const token = team.tokens.admin;
@@ -1158,6 +1158,17 @@ test("text holding the NUL character, which PostgreSQL cannot store, gets a 422 
       call(stack, "POST", `${leadPath(team.clientId, lead)}/notes`, { token, body: { body: "\u0000" } }),
     ],
     ["a search", "query.q", call(stack, "GET", `${leadsPath(team.clientId)}?q=a%00b`, { token })],
+    // Sent as the escape "\ud800", which jsonb refuses and text would store as U+FFFD.
+    [
+      "half an emoji",
+      "body.full_name",
+      createLead(token, team.clientId, { ...base, full_name: "Smile \ud83d" }),
+    ],
+    [
+      "an unpaired surrogate in a custom key",
+      "body.custom.\udc00",
+      createLead(token, team.clientId, { ...base, custom: { "\udc00": 1 } }),
+    ],
   ];
   for (const [what, path, reply] of refusals) {
     const answered = await reply;
