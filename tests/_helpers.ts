@@ -96,6 +96,24 @@ export async function createClient(id = uniq("client"), name = "Test Client"): P
   return id;
 }
 
+/**
+ * An ingest key of the client with both ingest scopes, stored as the key endpoints store one; returns its id
+ * and the hex SHA-256 that app.ingest_requests() takes.
+ */
+export async function insertIngestKey(
+  clientId: string,
+  ratePerMinute = 1_000_000,
+): Promise<{ id: string; hash: string }> {
+  const secret = `lap_test_${uniq("key")}`;
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(secret)));
+  const hash = Array.from(digest, (byte) => byte.toString(16).padStart(2, "0")).join("");
+  const [{ id }] = await db()<{ id: string }[]>`
+    insert into app.api_keys (client_id, name, prefix, key_hash, rate_limit_per_minute)
+    values (${clientId}, 'Test key', ${uniq("p")}, decode(${hash}, 'hex'), ${ratePerMinute})
+    returning id`;
+  return { id, hash };
+}
+
 /** Adds a user to a client with a role key; returns the membership id. */
 export async function addMember(
   clientId: string,

@@ -60,7 +60,8 @@ type IngestReply =
     error?: undefined;
     client_id: string;
     key_id: string;
-    results: ItemResult[];
+    /** "reused": an "existing" item whose lead was stored from another body. */
+    results: (ItemResult & { reused?: boolean })[];
     rate_limit: { limit: number; remaining: number; reset: number };
   };
 
@@ -155,24 +156,10 @@ function prepareItem(
 }
 
 /**
- * The ids of the leads among `existing` (items answered "existing", each with the body it was sent with)
- * that were stored from another body. Reusing an Idempotency-Key or external_ref for a different lead is the
- * caller's mistake, and answering "existing" would drop that lead without a word; the IETF's Idempotency-Key
- * draft answers it with 422.
+ * The error of an item whose external_ref, from the body or the Idempotency-Key, names a lead stored from
+ * another body. Reusing either for a different lead is the caller's mistake, and answering "existing" would
+ * drop that lead without a word; the IETF's Idempotency-Key draft answers it with 422.
  */
-async function storedFromOtherBodies(
-  sql: Deps["sql"],
-  existing: { lead_id: string; raw: unknown }[],
-): Promise<Set<string>> {
-  if (existing.length === 0) return new Set();
-  const rows = await sql<{ id: string }[]>`
-    select l.id from jsonb_to_recordset(${sql.json(existing as never)}) x (lead_id uuid, raw jsonb)
-    join public.leads l on l.id = x.lead_id
-    where l.raw_payload is distinct from x.raw`;
-  return new Set(rows.map((row) => row.id));
-}
-
-/** The error of an item whose external_ref, from the body or the Idempotency-Key, names another lead. */
 function reusedRefError(fromHeader: boolean, at: string): FieldError {
   return fromHeader
     ? {
@@ -396,7 +383,8 @@ export function createIngestApp(deps: Deps, queueOptions = DEFAULT_QUEUE) {
     const requestErrors = [...idempotencyErrors, ...envelopeErrors];
     const results: (ItemResult | undefined)[] = [];
     const payloads: Record<string, unknown>[] = [];
-    const sent = new Map<number, { raw: unknown; refFromHeader: boolean }>();
+    // The valid items whose external_ref came from the Idempotency-Key header.
+    const refsFromHeader = new Set<number>();
     if (requestErrors.length === 0) {
       items.forEach((item, index) => {
         const prepared = prepareItem(item, index, { batch, idempotencyKey, mayHoldUnstorable });
@@ -410,7 +398,7 @@ export function createIngestApp(deps: Deps, queueOptions = DEFAULT_QUEUE) {
           };
         } else {
           payloads.push(prepared.payload);
-          sent.set(index, { raw: item, refFromHeader: prepared.refFromHeader });
+          if (prepared.refFromHeader) refsFromHeader.add(index);
         }
       });
     }
@@ -450,34 +438,31 @@ export function createIngestApp(deps: Deps, queueOptions = DEFAULT_QUEUE) {
         ...error,
         path: batch ? `leads[${stored.index}].${error.path}` : error.path,
       }));
-      results[stored.index] = {
-        index: stored.index,
-        outcome: stored.outcome,
-        lead_id: stored.lead_id ?? null,
-        duplicate_of: stored.duplicate_of ?? null,
-        ...(errors ? { errors } : {}),
-      };
+      results[stored.index] = stored.reused
+        ? {
+          index: stored.index,
+          outcome: "invalid",
+          lead_id: null,
+          duplicate_of: null,
+          errors: [
+            reusedRefError(
+              refsFromHeader.has(stored.index),
+              batch ? `leads[${stored.index}].external_ref` : "external_ref",
+            ),
+          ],
+        }
+        : {
+          index: stored.index,
+          outcome: stored.outcome,
+          lead_id: stored.lead_id ?? null,
+          duplicate_of: stored.duplicate_of ?? null,
+          ...(errors ? { errors } : {}),
+        };
     }
     if (results.length !== items.length || results.some((result) => result === undefined)) {
       throw new Error(`ingest_requests answered ${reply.results.length} of ${payloads.length} items`);
     }
     const done = results as ItemResult[];
-    const reused = await storedFromOtherBodies(
-      sql,
-      done.flatMap((result) =>
-        result.outcome === "existing" && result.lead_id
-          ? [{ lead_id: result.lead_id, raw: sent.get(result.index)?.raw }]
-          : []
-      ),
-    );
-    for (const result of done) {
-      if (result.outcome !== "existing" || !result.lead_id || !reused.has(result.lead_id)) continue;
-      const error = reusedRefError(
-        sent.get(result.index)?.refFromHeader ?? false,
-        batch ? `leads[${result.index}].external_ref` : "external_ref",
-      );
-      Object.assign(result, { outcome: "invalid", lead_id: null, duplicate_of: null, errors: [error] });
-    }
 
     if (!batch) {
       const [result] = done;

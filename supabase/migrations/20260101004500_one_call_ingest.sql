@@ -29,6 +29,9 @@
 -- Since a call's counts roll back with it, a request whose group failed and that is sent again alone
 -- (functions/ingest/ingest.queue.ts) is counted once, not twice as sql/0035 warned.
 --
+-- An item answered "existing" is also compared here with the body its lead was stored from (the raw payload),
+-- where the lookup already reads that lead; the ingest function asked in a query of its own before.
+--
 -- The items travel as text (p_items) and are parsed only when some request was admitted: a refused key costs
 -- the database no parsing of its body (500 leads: ~8 ms), as when admission was a call of its own.
 --
@@ -46,7 +49,8 @@ drop function app.ingest_requests(jsonb, jsonb);
 -- sql/0018_grouped_ingest.sql describes). Returns one reply per request, in order: a refusal
 -- {"error": key_invalid | key_revoked | key_expired | scope_missing | origin_not_allowed | client_inactive |
 -- rate_limited, ...}, or {"client_id", "key_id", "rate_limit": {"limit", "remaining", "reset"}, "results"}
--- with one result per item, in index order. Requests of one key are counted in request order, so the one that
+-- with one result per item, in index order. An "existing" result says whether the stored lead came from
+-- another body ("reused": an Idempotency-Key or external_ref sent again with a different lead). Requests of one key are counted in request order, so the one that
 -- reaches the limit is refused and the ones before it are not; requests refused for their key, scope, origin
 -- or client are not counted (a page on a refused origin cannot use up a form's key).
 create function app.ingest_requests(p_requests jsonb, p_items text) returns jsonb
@@ -136,10 +140,11 @@ begin
         it.product_id is null or exists (
           select 1 from public.client_products cp where cp.client_id = it.client_id and cp.product_id = it.product_id
         ) as product_ok,
-        e.id as existing_id, e.duplicate_of as existing_duplicate_of
+        e.id as existing_id, e.duplicate_of as existing_duplicate_of,
+        e.raw_payload is distinct from coalesce(it.item -> 'raw_payload', '{}') as existing_reused
       from items it
       left join lateral (
-        select l.id, l.duplicate_of from public.leads l
+        select l.id, l.duplicate_of, l.raw_payload from public.leads l
         where it.external_ref is not null
           and l.client_id = it.client_id and l.source = it.source and l.external_ref = it.external_ref
         limit 1
@@ -208,11 +213,13 @@ begin
             'errors', jsonb_build_array(jsonb_build_object('path', 'product_id', 'code', 'product_not_enabled',
               'message', 'This product is not enabled for the client')))
           when c.existing_id is not null then jsonb_build_object('request', c.request, 'index', c.index,
-            'outcome', 'existing', 'lead_id', c.existing_id, 'duplicate_of', c.existing_duplicate_of)
+            'outcome', 'existing', 'lead_id', c.existing_id, 'duplicate_of', c.existing_duplicate_of,
+            'reused', c.existing_reused)
           when ins.id is not null then jsonb_build_object('request', c.request, 'index', c.index, 'lead_id', ins.id,
             'outcome', 'created', 'duplicate_of', null)
           else jsonb_build_object('request', c.request, 'index', c.index, 'outcome', 'existing', 'lead_id', null,
-            'client_id', c.client_id, 'source', c.source, 'external_ref', c.external_ref)
+            'client_id', c.client_id, 'source', c.source, 'external_ref', c.external_ref,
+            'raw', coalesce(c.item -> 'raw_payload', '{}'))
         end)
         filter (where not c.product_ok or c.existing_id is not null or r.id is not null),
       jsonb_agg(jsonb_build_object('request', c.request, 'index', c.index, 'id', c.id, 'client_id', c.client_id,
@@ -246,7 +253,8 @@ begin
       )
       select jsonb_agg(
         case when ins.id is null then jsonb_build_object('request', p.request, 'index', p.index, 'outcome', 'existing',
-            'lead_id', null, 'client_id', p.client_id, 'source', p.source, 'external_ref', p.external_ref)
+            'lead_id', null, 'client_id', p.client_id, 'source', p.source, 'external_ref', p.external_ref,
+            'raw', coalesce(p.item -> 'raw_payload', '{}'))
           else jsonb_build_object('request', p.request, 'index', p.index, 'lead_id', ins.id,
             'outcome', case when ins.duplicate_of is null then 'created' else 'duplicate' end,
             'duplicate_of', ins.duplicate_of)
@@ -262,11 +270,11 @@ begin
       select jsonb_agg(
         case when r ->> 'outcome' = 'existing' and r -> 'lead_id' = 'null'::jsonb then coalesce((
           select jsonb_build_object('request', r -> 'request', 'index', r -> 'index', 'outcome', 'existing',
-            'lead_id', l.id, 'duplicate_of', l.duplicate_of)
+            'lead_id', l.id, 'duplicate_of', l.duplicate_of, 'reused', l.raw_payload is distinct from r -> 'raw')
           from public.leads l
           where l.client_id = r ->> 'client_id' and l.source = r ->> 'source'
             and l.external_ref = r ->> 'external_ref'),
-          r - 'client_id' - 'source' - 'external_ref')
+          r - 'client_id' - 'source' - 'external_ref' - 'raw')
         else r end)
       into v_results
       from jsonb_array_elements(v_results) r;

@@ -8,19 +8,11 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import type { Sql } from "../../functions/_shared/db.ts";
-import { createClient, db, test, testDatabaseUrl, uniq } from "../_helpers.ts";
+import { createClient, db, insertIngestKey, test, testDatabaseUrl, uniq } from "../_helpers.ts";
 
-/** A key of a new client with the given per-minute limit; returns its id and hex SHA-256. */
-async function keyWithLimit(limit: number): Promise<{ id: string; hash: string }> {
-  const clientId = await createClient();
-  const secret = `lap_test_${uniq("key")}`;
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(secret)));
-  const hash = Array.from(digest, (byte) => byte.toString(16).padStart(2, "0")).join("");
-  const [{ id }] = await db()<{ id: string }[]>`
-    insert into app.api_keys (client_id, name, prefix, key_hash, rate_limit_per_minute)
-    values (${clientId}, 'Admission test', ${uniq("p")}, decode(${hash}, 'hex'), ${limit})
-    returning id`;
-  return { id, hash };
+/** A key of a new client with the given per-minute limit. */
+async function keyWithLimit(limit: number) {
+  return insertIngestKey(await createClient(), limit);
 }
 
 interface Reply {
@@ -52,7 +44,7 @@ async function startOfMinute() {
  * Runs `first` in a transaction and holds it open once it has counted, then starts `second` on another
  * connection, waits until it waits for the counter's row lock, and commits the first.
  */
-async function raced<T>(keyHash: string, first: number, second: number) {
+async function raced(keyHash: string, first: number, second: number) {
   const [one, two] = [1, 2].map(() => postgres(testDatabaseUrl(), { max: 1, onnotice: () => {} }));
   try {
     let release!: () => void;

@@ -9,18 +9,17 @@
  */
 import assert from "node:assert/strict";
 import { createDb, type Sql } from "../../functions/_shared/db.ts";
-import { actAs, addMember, createClient, createUser, db, test, testDatabaseUrl, uniq } from "../_helpers.ts";
-
-/** An ingest key of the client, stored as the key endpoints store one; returns the hex SHA-256 of it. */
-async function ingestKey(clientId: string): Promise<string> {
-  const secret = `lap_test_${uniq("key")}`;
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(secret)));
-  const hash = Array.from(digest, (byte) => byte.toString(16).padStart(2, "0")).join("");
-  await db()`
-    insert into app.api_keys (client_id, name, prefix, key_hash, rate_limit_per_minute)
-    values (${clientId}, 'Routing test', ${uniq("p")}, decode(${hash}, 'hex'), 1000000)`;
-  return hash;
-}
+import {
+  actAs,
+  addMember,
+  createClient,
+  createUser,
+  db,
+  insertIngestKey,
+  test,
+  testDatabaseUrl,
+  uniq,
+} from "../_helpers.ts";
 
 interface IngestResult {
   index: number;
@@ -43,7 +42,7 @@ async function ingestGroup(
     origin: null,
     scope: items.length > 1 ? "ingest:batch" : "ingest:single",
   }));
-  const items = requests.map((items) => items.map((item, index) => ({ ...item, index })));
+  const items = requests.map((request) => request.map((item, index) => ({ ...item, index })));
   const [{ replies }] = await sql<{ replies: { results: IngestResult[]; error?: string }[] }[]>`
     select app.ingest_requests(${sql.json(keys)}, ${JSON.stringify(items)}) as replies`;
   return replies.map((reply) => {
@@ -382,7 +381,7 @@ test("LR-09: an API user cannot choose duplicate_of; the trigger decides it", as
 
 test("LR-19: a grouped ingest routes set-based exactly as the trigger: turns, duplicates, contacts, index", async () => {
   const { clientId, agents } = await clientWithAgents(4);
-  const key = await ingestKey(clientId);
+  const { hash: key } = await insertIngestKey(clientId);
   const before = await insertLead(clientId, { phone: newPhone() });
   const [e1, e2, e3] = [newEmail(), newEmail(), newEmail()];
   const p1 = newPhone();
@@ -441,7 +440,7 @@ test("LR-19: a grouped ingest routes set-based exactly as the trigger: turns, du
 
 test("LR-20: concurrent grouped ingests sharing people in any order give one original per person", async () => {
   const { clientId, agents } = await clientWithAgents(4);
-  const key = await ingestKey(clientId);
+  const { hash: key } = await insertIngestKey(clientId);
   const people = Array.from({ length: 30 }, () => ({ email: newEmail(), phone: newPhone() }));
   const results = await inParallel(8, (sql) => {
     const shuffled = [...people].sort(() => Math.random() - 0.5);

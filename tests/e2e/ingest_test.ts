@@ -461,7 +461,20 @@ test("an Idempotency-Key or external_ref reused for a different lead is a 422 na
     ],
     "IK-03: each changed item is refused with its own reason",
   );
-  assert.equal(await countLeads(t.clientId), 5, "nothing of the reused keys was stored");
+
+  // One batch naming one external_ref three times: the later items meet the first one's lead in the same call.
+  const twice = { email: email(), external_ref: "in-batch" };
+  const inBatch = await ingest(key.secret, { leads: [twice, twice, { ...twice, full_name: "Other" }] });
+  assert.equal(inBatch.status, 200);
+  const [stored, repeated, differing] = inBatch.body.results;
+  assert.equal(stored.outcome, "created");
+  assert.deepEqual([repeated.outcome, repeated.lead_id], ["existing", stored.lead_id]);
+  assert.deepEqual(
+    [differing.outcome, differing.errors.map((e: { path: string; code: string }) => [e.path, e.code])],
+    ["invalid", [["leads[2].external_ref", "external_ref_reused"]]],
+    "IK-04: within one call too",
+  );
+  assert.equal(await countLeads(t.clientId), 6, "nothing of the reused keys was stored");
 });
 
 test("10 concurrent requests with the same Idempotency-Key store exactly one lead", async () => {
