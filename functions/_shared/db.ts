@@ -51,11 +51,31 @@ export function createDb(
   });
 }
 
+/**
+ * How long one statement of a user's transaction may run, lock waits included: Supabase's default for the
+ * `authenticated` role. A query that runs away (or waits behind a long lock) then ends as a 503
+ * `query_timeout` instead of holding a pooled connection. Set per transaction, so it holds behind a
+ * transaction pooler too.
+ */
+export const USER_STATEMENT_TIMEOUT = "8s";
+
+/**
+ * The limit of changes whose work grows with the client: moving or removing a member, or changing a role,
+ * re-indexes who sees every lead of the subtree or re-checks every notification of the role's members.
+ */
+export const HIERARCHY_STATEMENT_TIMEOUT = "2min";
+
 /** Runs fn in a transaction acting as the user the claims describe, under row-level security. */
-export function asUser<T>(sql: Sql, claims: Claims, fn: (tx: Tx) => Promise<T>): Promise<T> {
+export function asUser<T>(
+  sql: Sql,
+  claims: Claims,
+  fn: (tx: Tx) => Promise<T>,
+  statementTimeout = USER_STATEMENT_TIMEOUT,
+): Promise<T> {
   return sql.begin(async (tx) => {
     await tx`select set_config('role', 'authenticated', true),
-                    set_config('request.jwt.claims', ${JSON.stringify(claims)}, true)`;
+                    set_config('request.jwt.claims', ${JSON.stringify(claims)}, true),
+                    set_config('statement_timeout', ${statementTimeout}, true)`;
     return await fn(tx);
   }) as Promise<T>;
 }

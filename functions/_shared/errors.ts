@@ -153,8 +153,8 @@ function retryLater(code: string, detail: string, seconds: number): ApiError {
 }
 
 /**
- * Maps a postgres.js error raised by a constraint, trigger, policy, a concurrent transaction or a lost
- * connection to an ApiError, or returns undefined for errors that are the server's fault. Only messages we
+ * Maps a postgres.js error raised by a constraint, trigger, policy, a concurrent transaction, a lost
+ * connection or a statement timeout to an ApiError, or returns undefined for errors that are the server's fault. Only messages we
  * raise ourselves (P0001-style `raise exception` with an errcode) are shown; constraint texts are replaced by
  * a generic sentence.
  */
@@ -166,6 +166,14 @@ export function apiErrorFromDb(error: unknown): ApiError | undefined {
   }
   if (RETRYABLE_SQLSTATES.has(code)) {
     return retryLater("concurrent_change", "The request met a concurrent change; send it again", 1);
+  }
+  if (code === "57014") {
+    // query_canceled: a statement timeout (db.ts), or an operator cancelling the query.
+    return retryLater(
+      "query_timeout",
+      "The database did not finish the request in time; retry shortly, or narrow it (filters, page size)",
+      5,
+    );
   }
   const mapped = DB_ERRORS[code];
   if (!mapped) return undefined;

@@ -142,8 +142,8 @@ export function routeNotFound(c: Context): Response {
 
 /**
  * The single error handler of every function: our ApiErrors as they are, Hono's body errors and database
- * refusals as 4xx, clashes with concurrent transactions and an unreachable database as a 503 to retry,
- * anything else logged with the request id and answered as a bare 500.
+ * refusals as 4xx, clashes with concurrent transactions, an unreachable database and a statement stopped at
+ * its timeout as a 503 to retry, anything else logged with the request id and answered as a bare 500.
  */
 export function errorResponse(error: Error, c: Context): Response {
   if (error instanceof ApiError) return problemResponse(c, error);
@@ -155,7 +155,7 @@ export function errorResponse(error: Error, c: Context): Response {
   }
   const mapped = apiErrorFromDb(error);
   if (mapped) {
-    // The caller may retry a 503, but operators should still see the outage or the clash.
+    // The caller may retry a 503, but operators should still see the outage, the clash or the slow query.
     if (mapped.status >= 500) {
       log("warn", mapped.code, { request_id: c.get("requestId"), error: `${error.name}: ${error.message}` });
     }

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import postgres from "postgres";
+import { asUser, HIERARCHY_STATEMENT_TIMEOUT, USER_STATEMENT_TIMEOUT } from "../../functions/_shared/db.ts";
 import { apiErrorFromDb, UNSTORABLE_TEXT_MESSAGE } from "../../functions/_shared/errors.ts";
 import { db, test, withPrivateDatabase } from "../_helpers.ts";
 
@@ -81,6 +82,63 @@ test("DE-03: a deadlock and a serialisation failure are a 503 concurrent_change 
       }
     } finally {
       await Promise.all([first.end(), second.end()]);
+    }
+  });
+});
+
+test("DE-04: a user's transaction has a statement timeout, and a statement it stops is a 503 query_timeout", async () => {
+  const claims = {
+    sub: crypto.randomUUID(),
+    role: "authenticated" as const,
+    session_id: "s",
+    client_id: null,
+  };
+  const [{ timeout }] = await asUser(
+    db(),
+    claims,
+    (tx) => tx`select current_setting('statement_timeout') as timeout`,
+  );
+  assert.equal(timeout, USER_STATEMENT_TIMEOUT);
+  const [{ longer }] = await asUser(
+    db(),
+    claims,
+    (tx) => tx`select current_setting('statement_timeout') as longer`,
+    HIERARCHY_STATEMENT_TIMEOUT,
+  );
+  assert.equal(longer, HIERARCHY_STATEMENT_TIMEOUT);
+  const [{ outside }] = await db()`select current_setting('statement_timeout') as outside`;
+  assert.equal(outside, "0", "the timeout ends with the user's transaction");
+
+  // The same stop, shortened: a statement waiting on a row lock another transaction holds.
+  await withPrivateDatabase(async (sql, url) => {
+    await sql`create table scratch (id int primary key)`;
+    await sql`insert into scratch values (1)`;
+    const holder = postgres(url, { max: 1, onnotice: () => {} });
+    try {
+      let locked!: () => void, release!: () => void;
+      const isLocked = new Promise<void>((r) => locked = r);
+      const released = new Promise<void>((r) => release = r);
+      const holding = holder.begin(async (tx) => {
+        await tx`select id from scratch where id = 1 for update`;
+        locked();
+        await released;
+      });
+      await isLocked;
+      const stopped = await sql.begin(async (tx) => {
+        await tx`select set_config('statement_timeout', '100ms', true)`;
+        await tx`update scratch set id = 1 where id = 1`;
+      }).then(() => undefined, (error: unknown) => error as { code: string });
+      release();
+      await holding;
+      assert.equal(stopped?.code, "57014");
+      const mapped = apiErrorFromDb(stopped);
+      assert.deepEqual(mapped && { status: mapped.status, code: mapped.code, headers: mapped.headers }, {
+        status: 503,
+        code: "query_timeout",
+        headers: { "retry-after": "5" },
+      });
+    } finally {
+      await holder.end();
     }
   });
 });

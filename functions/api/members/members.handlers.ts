@@ -1,6 +1,6 @@
 import { type RouteHandler, z } from "@hono/zod-openapi";
 import { hashToken, randomToken } from "../../_shared/auth.ts";
-import { asUser } from "../../_shared/db.ts";
+import { asUser, HIERARCHY_STATEMENT_TIMEOUT } from "../../_shared/db.ts";
 import { ApiError } from "../../_shared/errors.ts";
 import { type AppEnv, decodeCursor, encodeCursor } from "../../_shared/http.ts";
 import * as queries from "./members.queries.ts";
@@ -70,7 +70,7 @@ export const updateMember: RouteHandler<typeof routes.updateMember, AppEnv> = as
       reportsTo: body.reports_to,
     });
     return updated ? await queries.findMember(tx, clientId, membershipId) : undefined;
-  });
+  }, HIERARCHY_STATEMENT_TIMEOUT);
   if (!member) throw memberNotFound(membershipId);
   return c.json(member, 200);
 };
@@ -81,6 +81,7 @@ export const removeMember: RouteHandler<typeof routes.removeMember, AppEnv> = as
     c.get("deps").sql,
     c.get("caller").claims,
     (tx) => queries.removeMember(tx, clientId, membershipId),
+    HIERARCHY_STATEMENT_TIMEOUT,
   );
   if (!removed) throw memberNotFound(membershipId);
   return c.body(null, 204);

@@ -1,5 +1,5 @@
 import type { RouteHandler } from "@hono/zod-openapi";
-import { asUser } from "../../_shared/db.ts";
+import { asUser, HIERARCHY_STATEMENT_TIMEOUT } from "../../_shared/db.ts";
 import { ApiError } from "../../_shared/errors.ts";
 import type { AppEnv } from "../../_shared/http.ts";
 import * as queries from "./roles.queries.ts";
@@ -39,6 +39,7 @@ export const updateRole: RouteHandler<typeof routes.updateRole, AppEnv> = async 
     c.get("deps").sql,
     c.get("caller").claims,
     (tx) => queries.updateRole(tx, clientId, roleId, c.req.valid("json")),
+    HIERARCHY_STATEMENT_TIMEOUT,
   );
   if (!role) throw roleNotFound(roleId);
   return c.json(role, 200);
