@@ -154,9 +154,9 @@ function retryLater(code: string, detail: string, seconds: number): ApiError {
 
 /**
  * Maps a postgres.js error raised by a constraint, trigger, policy, a concurrent transaction, a lost
- * connection or a statement timeout to an ApiError, or returns undefined for errors that are the server's fault. Only messages we
- * raise ourselves (P0001-style `raise exception` with an errcode) are shown; constraint texts are replaced by
- * a generic sentence.
+ * connection or a statement timeout to an ApiError, or returns undefined for errors that are the server's
+ * fault. Only messages we raise ourselves (P0001-style `raise exception` with an errcode) are shown;
+ * constraint texts are replaced by a generic sentence.
  */
 export function apiErrorFromDb(error: unknown): ApiError | undefined {
   if (!(error instanceof Error) || !("code" in error)) return undefined;
