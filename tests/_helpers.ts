@@ -76,6 +76,14 @@ export function uniq(prefix: string): string {
 export const PASSWORD = "correct-horse-battery";
 
 /** Creates a user with PASSWORD (cheap bcrypt cost for speed). */
+/**
+ * JSON text of arrays nested `levels` deep around a number: nested(2) is "[[1]]". Text, because
+ * JSON.stringify itself runs out of stack on a value nested some thousands of levels deep.
+ */
+export function nested(levels: number): string {
+  return "[".repeat(levels) + "1" + "]".repeat(levels);
+}
+
 export async function createUser(
   options: { email?: string; name?: string; admin?: boolean; password?: string | null } = {},
 ): Promise<{ id: string; email: string }> {

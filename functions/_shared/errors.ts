@@ -86,17 +86,42 @@ export const UNSTORABLE_TEXT_MESSAGE =
   "Text may not contain the NUL character (\\u0000) or an unpaired surrogate (\\ud800-\\udfff)";
 
 /**
- * The path to the first string or object key that PostgreSQL cannot store as text or jsonb: one holding
- * U+0000, or an unpaired UTF-16 surrogate (JSON allows "\ud800"; jsonb refuses it, and text would silently
- * get U+FFFD instead). Undefined when there is none.
+ * How deep objects and arrays may nest in what the platform stores, counting the body (or the lead) as the
+ * first level. Forms, lead ads and settings nest a few levels; PostgreSQL's jsonb parser recurses per level
+ * and gives up (stack depth limit exceeded) between 10,000 and 20,000 levels here, and a recursive walk in
+ * JavaScript runs out of stack too.
  */
-export function unstorableTextPath(value: unknown): string[] | undefined {
-  if (typeof value === "string") return storable(value) ? undefined : [];
+export const MAX_JSON_DEPTH = 64;
+
+/** The first place in a JSON value that PostgreSQL cannot store, as a field error's parts. */
+export interface UnstorablePlace {
+  path: string[];
+  code: "invalid_string" | "too_deep";
+  message: string;
+}
+
+const unstorableText = { code: "invalid_string", message: UNSTORABLE_TEXT_MESSAGE } as const;
+const tooDeep = {
+  code: "too_deep",
+  message: `Objects and arrays may nest at most ${MAX_JSON_DEPTH} levels deep`,
+} as const;
+
+/**
+ * The first place in a parsed JSON value that PostgreSQL cannot store: an object or array nested deeper than
+ * MAX_JSON_DEPTH, or (unless `text` is false) a string or object key holding U+0000 or an unpaired UTF-16
+ * surrogate (JSON allows "\ud800"; jsonb refuses it, and text would silently get U+FFFD instead). Undefined
+ * when there is none. It never descends past MAX_JSON_DEPTH, so no body can exhaust its stack.
+ */
+export function unstorablePlace(value: unknown, text = true, depth = 0): UnstorablePlace | undefined {
+  if (typeof value === "string") {
+    return text && !storable(value) ? { path: [], ...unstorableText } : undefined;
+  }
   if (value === null || typeof value !== "object") return undefined;
+  if (depth === MAX_JSON_DEPTH) return { path: [], ...tooDeep };
   for (const [key, inner] of Object.entries(value)) {
-    if (!storable(key)) return [key];
-    const below = unstorableTextPath(inner);
-    if (below) return [key, ...below];
+    if (text && !storable(key)) return { path: [key], ...unstorableText };
+    const below = unstorablePlace(inner, text, depth + 1);
+    if (below) return { ...below, path: [key, ...below.path] };
   }
   return undefined;
 }

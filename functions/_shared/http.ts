@@ -10,14 +10,7 @@ import { getPath } from "hono/utils/url";
 import type { Caller } from "./auth.ts";
 import type { Config } from "./config.ts";
 import type { Sql } from "./db.ts";
-import {
-  ApiError,
-  apiErrorFromDb,
-  fieldErrors,
-  problemResponse,
-  UNSTORABLE_TEXT_MESSAGE,
-  unstorableTextPath,
-} from "./errors.ts";
+import { ApiError, apiErrorFromDb, fieldErrors, problemResponse, unstorablePlace } from "./errors.ts";
 
 /** What every function needs: settings and the database. */
 export interface Deps {
@@ -110,7 +103,7 @@ export function ipRateLimit(deps: Deps): MiddlewareHandler<AppEnv> {
 
 /**
  * Turns a failed zod validation of any request part into a 422 listing each bad field, and refuses valid
- * input holding text the database cannot store (U+0000, unpaired surrogates) the same way.
+ * input the database cannot store (U+0000, unpaired surrogates, JSON nested too deep) the same way.
  */
 export const validationHook = (
   result: { success: boolean; target?: string; data?: unknown; error?: { issues: z.core.$ZodIssue[] } },
@@ -124,10 +117,10 @@ export const validationHook = (
       fieldErrors(result.error!.issues, target),
     );
   }
-  const unstorable = unstorableTextPath(result.data);
+  const unstorable = unstorablePlace(result.data);
   if (unstorable) {
     throw new ApiError(422, "validation_failed", "The request has invalid fields", [
-      { path: [target, ...unstorable].join("."), message: UNSTORABLE_TEXT_MESSAGE, code: "invalid_string" },
+      { path: [target, ...unstorable.path].join("."), message: unstorable.message, code: unstorable.code },
     ]);
   }
 };

@@ -16,8 +16,7 @@ import {
   type FieldError,
   fieldErrors,
   RETRYABLE_SQLSTATES,
-  UNSTORABLE_TEXT_MESSAGE,
-  unstorableTextPath,
+  unstorablePlace,
 } from "../_shared/errors.ts";
 import {
   type Deps,
@@ -121,11 +120,13 @@ function prepareItem(
   if (!isObject(item)) {
     return { errors: [{ path: prefix, message: "Send each lead as a JSON object", code: "invalid_type" }] };
   }
-  // Postgres cannot store U+0000 or unpaired surrogates: refuse the item rather than fail the database call.
-  const unstorable = options.mayHoldUnstorable ? unstorableTextPath(item) : undefined;
+  // Postgres cannot store U+0000, unpaired surrogates or JSON nested too deep: refuse the item rather than
+  // fail the database call. The nesting is always checked, the strings only when the body holds an escape
+  // that could make one unstorable.
+  const unstorable = unstorablePlace(item, options.mayHoldUnstorable);
   if (unstorable) {
     return {
-      errors: [{ path: at(unstorable.join(".")), message: UNSTORABLE_TEXT_MESSAGE, code: "invalid_string" }],
+      errors: [{ path: at(unstorable.path.join(".")), message: unstorable.message, code: unstorable.code }],
     };
   }
   const parsed = ingestLeadSchema.safeParse(cleanItem(item));

@@ -17,6 +17,7 @@ import {
   createClient,
   createUser,
   db,
+  nested,
   type Reply,
   sessionToken,
   startStack,
@@ -1201,6 +1202,33 @@ test("text PostgreSQL cannot store (NUL, an unpaired surrogate) is refused per i
     rows.filter((row) => row.full_name?.startsWith("A whole"))
   );
   assert.equal(stored.full_name, "A whole emoji \u{1f600}");
+});
+
+test("JSON nested deeper than 64 levels is refused per item with 422 too_deep, not a failed call", async () => {
+  const t = await tenant();
+  const key = await apiKey(t);
+  // 20,000 levels is past what PostgreSQL's jsonb parser can take (stack depth limit exceeded).
+  const single = await ingest(key.secret, `{"email": "${email()}", "custom": {"tree": ${nested(20_000)}}}`);
+  assertProblem(single, 422, "validation_failed");
+  assert.deepEqual(single.body.errors.map((e: { path: string; code: string }) => [e.path, e.code]), [
+    [["custom", "tree", ...Array(62).fill("0")].join("."), "too_deep"],
+  ]);
+  const batch = await ingest(key.secret, {
+    leads: [
+      // The lead, custom and the 62 arrays: 64 levels.
+      { email: email(), custom: { tree: JSON.parse(nested(62)) } },
+      { email: email(), custom: { tree: JSON.parse(nested(63)) } },
+      { email: email(), full_name: "Shallow" },
+    ],
+  });
+  assert.equal(batch.status, 200, JSON.stringify(batch.body));
+  assert.deepEqual(batch.body.results.map((r: { outcome: string }) => r.outcome), [
+    "created",
+    "invalid",
+    "created",
+  ]);
+  assert.equal(batch.body.results[1].errors[0].code, "too_deep");
+  assert.equal(await countLeads(t.clientId), 2);
 });
 
 test("a key's rate limit counts grouped requests one by one: exactly the limit is stored", async () => {

@@ -16,6 +16,7 @@ import {
   createTeam,
   createUser,
   db,
+  nested,
   type Reply,
   sessionToken,
   startStack,
@@ -1128,6 +1129,42 @@ test("the OpenAPI document lists the lead routes with their permissions", async 
   assert.equal(paths["/api/clients/{clientId}/leads/{leadId}/notes"].post["x-permission"], "leads.notes");
   assert.ok(paths["/api/clients/{clientId}/leads/export.csv"].get.responses["200"].content["text/csv"]);
   assert.ok(reply.body.components.schemas.HiddenLead, "the {id, visible:false} answer is documented");
+});
+
+test("JSON nested deeper than 64 levels gets a 422 too_deep, never a 500", async () => {
+  const team = await leadTeam();
+  const [lead] = await insertLeads(team.clientId, [{ owner: team.memberships.agent }]);
+  const token = team.tokens.admin;
+  const base = { full_name: "Deep Test", email: `${uniq("deep")}@example.com` };
+  // 20,000 levels is past both the JavaScript stack of a recursive walk and PostgreSQL's jsonb parser.
+  const tooDeep = ["body", "custom", "tree", ...Array(62).fill("0")].join(".");
+  for (
+    const [what, reply] of [
+      [
+        "a new lead",
+        call(stack, "POST", leadsPath(team.clientId), {
+          token,
+          body: `{"email": "${base.email}", "custom": {"tree": ${nested(20_000)}}}`,
+        }),
+      ],
+      [
+        "a correction",
+        call(stack, "PATCH", leadPath(team.clientId, lead), {
+          token,
+          body: { custom: { tree: JSON.parse(nested(63)) } },
+        }),
+      ],
+    ] as const
+  ) {
+    const answered = await reply;
+    assert.equal(answered.status, 422, `${what}: ${JSON.stringify(answered.body)}`);
+    assert.deepEqual(fieldErrors(answered), [{ path: tooDeep, code: "too_deep" }], what);
+  }
+  const accepted = await createLead(token, team.clientId, {
+    ...base,
+    custom: { tree: JSON.parse(nested(62)) },
+  });
+  assert.equal(accepted.status, 201, JSON.stringify(accepted.body));
 });
 
 test("text PostgreSQL cannot store (NUL, unpaired surrogates) gets a 422 wherever it comes in, never a 500", async () => {
