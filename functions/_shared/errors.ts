@@ -93,10 +93,10 @@ export const UNSTORABLE_TEXT_MESSAGE =
  */
 export const MAX_JSON_DEPTH = 64;
 
-/** The first place in a JSON value that PostgreSQL cannot store, as a field error's parts. */
+/** The first place in a JSON value that the platform cannot store as sent, as a field error's parts. */
 export interface UnstorablePlace {
   path: string[];
-  code: "invalid_string" | "too_deep";
+  code: "invalid_string" | "too_deep" | "reserved_key";
   message: string;
 }
 
@@ -105,12 +105,18 @@ const tooDeep = {
   code: "too_deep",
   message: `Objects and arrays may nest at most ${MAX_JSON_DEPTH} levels deep`,
 } as const;
+const reservedKey = {
+  code: "reserved_key",
+  message: 'The key "__proto__" is not allowed: JavaScript objects would drop it',
+} as const;
 
 /**
- * The first place in a parsed JSON value that PostgreSQL cannot store: an object or array nested deeper than
- * MAX_JSON_DEPTH, or (unless `text` is false) a string or object key holding U+0000 or an unpaired UTF-16
- * surrogate (JSON allows "\ud800"; jsonb refuses it, and text would silently get U+FFFD instead). Undefined
- * when there is none. It never descends past MAX_JSON_DEPTH, so no body can exhaust its stack.
+ * The first place in a parsed JSON value (as JSON.parse made it) that the platform cannot store as sent: an
+ * object or array nested deeper than MAX_JSON_DEPTH; a key "__proto__", which JSON.parse keeps but zod and
+ * every copy by assignment silently drop; or (unless `text` is false) a string or object key holding U+0000
+ * or an unpaired UTF-16 surrogate (JSON allows "\ud800"; jsonb refuses it, and text would silently get U+FFFD
+ * instead). Undefined when there is none. It never descends past MAX_JSON_DEPTH, so no body can exhaust its
+ * stack.
  */
 export function unstorablePlace(value: unknown, text = true, depth = 0): UnstorablePlace | undefined {
   if (typeof value === "string") {
@@ -119,6 +125,7 @@ export function unstorablePlace(value: unknown, text = true, depth = 0): Unstora
   if (value === null || typeof value !== "object") return undefined;
   if (depth === MAX_JSON_DEPTH) return { path: [], ...tooDeep };
   for (const [key, inner] of Object.entries(value)) {
+    if (key === "__proto__") return { path: [key], ...reservedKey };
     if (text && !storable(key)) return { path: [key], ...unstorableText };
     const below = unstorablePlace(inner, text, depth + 1);
     if (below) return { ...below, path: [key, ...below.path] };

@@ -103,10 +103,12 @@ export function ipRateLimit(deps: Deps): MiddlewareHandler<AppEnv> {
 
 /**
  * Turns a failed zod validation of any request part into a 422 listing each bad field, and refuses valid
- * input the database cannot store (U+0000, unpaired surrogates, JSON nested too deep) the same way.
+ * input the platform cannot store as sent (U+0000, unpaired surrogates, JSON nested too deep, a "__proto__"
+ * key) the same way. A body is checked as it arrived (Hono keeps it parsed), since zod drops "__proto__".
  */
-export const validationHook = (
+export const validationHook = async (
   result: { success: boolean; target?: string; data?: unknown; error?: { issues: z.core.$ZodIssue[] } },
+  c: Context,
 ) => {
   const target = result.target === "json" ? "body" : result.target ?? "body";
   if (!result.success) {
@@ -117,7 +119,7 @@ export const validationHook = (
       fieldErrors(result.error!.issues, target),
     );
   }
-  const unstorable = unstorablePlace(result.data);
+  const unstorable = unstorablePlace(result.target === "json" ? await c.req.json() : result.data);
   if (unstorable) {
     throw new ApiError(422, "validation_failed", "The request has invalid fields", [
       { path: [target, ...unstorable.path].join("."), message: unstorable.message, code: unstorable.code },

@@ -1231,6 +1231,30 @@ test("JSON nested deeper than 64 levels is refused per item with 422 too_deep, n
   assert.equal(await countLeads(t.clientId), 2);
 });
 
+test("a key named __proto__ is refused per item with 422 reserved_key, not silently dropped", async () => {
+  const t = await tenant();
+  const key = await apiKey(t);
+  // Text: in a JavaScript object literal "__proto__" sets the prototype and never reaches JSON.
+  const batch = await ingest(
+    key.secret,
+    `{"leads": [{"email": "${email()}", "custom": {"__proto__": {"plan": "pro"}}},
+                {"email": "${email()}", "__proto__": "an extra field"},
+                {"email": "${email()}", "custom": {"proto": 1}}]}`,
+  );
+  assert.equal(batch.status, 200, JSON.stringify(batch.body));
+  assert.deepEqual(
+    batch.body.results.map((r: { outcome: string; errors?: { path: string; code: string }[] }) => [
+      r.outcome,
+      r.errors?.map((e) => `${e.path} ${e.code}`),
+    ]),
+    [
+      ["invalid", ["leads[0].custom.__proto__ reserved_key"]],
+      ["invalid", ["leads[1].__proto__ reserved_key"]],
+      ["created", undefined],
+    ],
+  );
+});
+
 test("a key's rate limit counts grouped requests one by one: exactly the limit is stored", async () => {
   const t = await tenant();
   const key = await apiKey(t, { rate_limit_per_minute: 4 });

@@ -1167,6 +1167,27 @@ test("JSON nested deeper than 64 levels gets a 422 too_deep, never a 500", async
   assert.equal(accepted.status, 201, JSON.stringify(accepted.body));
 });
 
+test("a key named __proto__ gets a 422 reserved_key instead of being dropped by validation", async () => {
+  const team = await leadTeam();
+  const [lead] = await insertLeads(team.clientId, [{ owner: team.memberships.agent }]);
+  const token = team.tokens.admin;
+  // Text: in a JavaScript object literal "__proto__" sets the prototype and never reaches JSON.
+  const custom = `{"custom": {"plan": "pro", "__proto__": {"seats": 3}}}`;
+  const created = await call(stack, "POST", leadsPath(team.clientId), {
+    token,
+    body: `{"email": "${uniq("proto")}@example.com", ${custom.slice(1, -1)}}`,
+  });
+  const corrected = await call(stack, "PATCH", leadPath(team.clientId, lead), { token, body: custom });
+  for (const answered of [created, corrected]) {
+    assert.equal(answered.status, 422, JSON.stringify(answered.body));
+    assert.deepEqual(fieldErrors(answered), [{ path: "body.custom.__proto__", code: "reserved_key" }]);
+  }
+  const [{ custom: stored }] = await db()<
+    { custom: object }[]
+  >`select custom from public.leads where id = ${lead}`;
+  assert.deepEqual(stored, {}, "the correction changed nothing");
+});
+
 test("text PostgreSQL cannot store (NUL, unpaired surrogates) gets a 422 wherever it comes in, never a 500", async () => {
   const team = await leadTeam();
   const [lead] = await insertLeads(team.clientId, [{ owner: team.memberships.agent }]);
