@@ -96,7 +96,7 @@ export const MAX_JSON_DEPTH = 64;
 /** The first place in a JSON value that the platform cannot store as sent, as a field error's parts. */
 export interface UnstorablePlace {
   path: string[];
-  code: "invalid_string" | "too_deep" | "reserved_key";
+  code: "invalid_string" | "too_deep" | "reserved_key" | "number_out_of_range";
   message: string;
 }
 
@@ -109,11 +109,16 @@ const reservedKey = {
   code: "reserved_key",
   message: 'The key "__proto__" is not allowed: JavaScript objects would drop it',
 } as const;
+const outOfRange = {
+  code: "number_out_of_range",
+  message: "A number is beyond what can be stored (about 1.8e308); send it as a string",
+} as const;
 
 /**
  * The first place in a parsed JSON value (as JSON.parse made it) that the platform cannot store as sent: an
  * object or array nested deeper than MAX_JSON_DEPTH; a key "__proto__", which JSON.parse keeps but zod and
- * every copy by assignment silently drop; or (unless `text` is false) a string or object key holding U+0000
+ * every copy by assignment silently drop; a number JSON.parse made Infinity (1e400), which would be stored as
+ * null; or (unless `text` is false) a string or object key holding U+0000
  * or an unpaired UTF-16 surrogate (JSON allows "\ud800"; jsonb refuses it, and text would silently get U+FFFD
  * instead). Undefined when there is none. It never descends past MAX_JSON_DEPTH, so no body can exhaust its
  * stack.
@@ -122,6 +127,7 @@ export function unstorablePlace(value: unknown, text = true, depth = 0): Unstora
   if (typeof value === "string") {
     return text && !storable(value) ? { path: [], ...unstorableText } : undefined;
   }
+  if (typeof value === "number") return Number.isFinite(value) ? undefined : { path: [], ...outOfRange };
   if (value === null || typeof value !== "object") return undefined;
   if (depth === MAX_JSON_DEPTH) return { path: [], ...tooDeep };
   for (const [key, inner] of Object.entries(value)) {

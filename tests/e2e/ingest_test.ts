@@ -1255,6 +1255,30 @@ test("a key named __proto__ is refused per item with 422 reserved_key, not silen
   );
 });
 
+test("a number too large for a double (1e400) is refused per item with 422, not stored as null", async () => {
+  const t = await tenant();
+  const key = await apiKey(t);
+  const batch = await ingest(
+    key.secret,
+    `{"leads": [{"email": "${email()}", "custom": {"budget": 1e400}}, {"email": "${email()}", "seats": -1e999},
+                {"email": "${email()}", "custom": {"budget": 1e300}}]}`,
+  );
+  assert.equal(batch.status, 200, JSON.stringify(batch.body));
+  assert.deepEqual(
+    batch.body.results.map((r: { outcome: string; errors?: { path: string; code: string }[] }) => [
+      r.outcome,
+      r.errors?.map((e) => `${e.path} ${e.code}`),
+    ]),
+    [
+      ["invalid", ["leads[0].custom.budget number_out_of_range"]],
+      ["invalid", ["leads[1].seats number_out_of_range"]],
+      ["created", undefined],
+    ],
+  );
+  const [stored] = await leadsOf(t.clientId);
+  assert.deepEqual(stored.custom, { budget: 1e300 });
+});
+
 test("a key's rate limit counts grouped requests one by one: exactly the limit is stored", async () => {
   const t = await tenant();
   const key = await apiKey(t, { rate_limit_per_minute: 4 });

@@ -1167,7 +1167,7 @@ test("JSON nested deeper than 64 levels gets a 422 too_deep, never a 500", async
   assert.equal(accepted.status, 201, JSON.stringify(accepted.body));
 });
 
-test("a key named __proto__ gets a 422 reserved_key instead of being dropped by validation", async () => {
+test("a key named __proto__ or a number beyond a double gets a 422 instead of being dropped or nulled", async () => {
   const team = await leadTeam();
   const [lead] = await insertLeads(team.clientId, [{ owner: team.memberships.agent }]);
   const token = team.tokens.admin;
@@ -1186,6 +1186,12 @@ test("a key named __proto__ gets a 422 reserved_key instead of being dropped by 
     { custom: object }[]
   >`select custom from public.leads where id = ${lead}`;
   assert.deepEqual(stored, {}, "the correction changed nothing");
+  const tooLarge = await call(stack, "PATCH", leadPath(team.clientId, lead), {
+    token,
+    body: `{"custom": {"budget": 1e400}}`,
+  });
+  assert.equal(tooLarge.status, 422, JSON.stringify(tooLarge.body));
+  assert.deepEqual(fieldErrors(tooLarge), [{ path: "body.custom.budget", code: "number_out_of_range" }]);
 });
 
 test("text PostgreSQL cannot store (NUL, unpaired surrogates) gets a 422 wherever it comes in, never a 500", async () => {
