@@ -37,10 +37,11 @@ const HOSTILE: unknown[] = [
 ];
 
 /**
- * Sent only in bodies, as a field's value and inside an object there: 20,000 levels of arrays is past both
- * the JavaScript stack of a recursive walk and PostgreSQL's jsonb parser. JSON text, spliced into the body.
+ * Sent only in bodies, as JSON text spliced in as a field's value and inside an object there: 20,000 levels
+ * of arrays (past both the JavaScript stack of a recursive walk and PostgreSQL's jsonb parser), a number
+ * JSON.parse makes Infinity, and a "__proto__" key (which a JavaScript object literal could not send).
  */
-const DEEP = nested(20_000);
+const BODY_ONLY = [nested(20_000), "1e400", '{"__proto__": {"a": 1}}'];
 
 interface Operation {
   parameters?: Array<{ name: string; in: string }>;
@@ -111,8 +112,10 @@ test("no documented route answers malformed input with a 5xx", async () => {
         if (body && method !== "delete") {
           for (const field of fields) {
             const name = JSON.stringify(field);
-            requests.push({ url: prefix + fill(path), body: `{${name}: ${DEEP}}` });
-            requests.push({ url: prefix + fill(path), body: `{${name}: {"deep": ${DEEP}}}` });
+            for (const value of BODY_ONLY) {
+              requests.push({ url: prefix + fill(path), body: `{${name}: ${value}}` });
+              requests.push({ url: prefix + fill(path), body: `{${name}: {"inner": ${value}}}` });
+            }
           }
         }
         for (const request of requests) {
