@@ -115,13 +115,13 @@ const outOfRange = {
 } as const;
 
 /**
- * The first place in a parsed JSON value (as JSON.parse made it) that the platform cannot store as sent: an
- * object or array nested deeper than MAX_JSON_DEPTH; a key "__proto__", which JSON.parse keeps but zod and
- * every copy by assignment silently drop; a number JSON.parse made Infinity (1e400), which would be stored as
- * null; or (unless `text` is false) a string or object key holding U+0000
- * or an unpaired UTF-16 surrogate (JSON allows "\ud800"; jsonb refuses it, and text would silently get U+FFFD
- * instead). Undefined when there is none. It never descends past MAX_JSON_DEPTH, so no body can exhaust its
- * stack.
+ * The first place in a parsed JSON value (as JSON.parse made it) that the platform cannot store as sent:
+ * - an object or array nested deeper than MAX_JSON_DEPTH;
+ * - a key "__proto__", which JSON.parse keeps but zod and every copy by assignment silently drop;
+ * - a number JSON.parse made Infinity (1e400), which would be stored as null;
+ * - unless `text` is false, a string or object key holding U+0000 or an unpaired UTF-16 surrogate (JSON
+ *   allows "\ud800"; jsonb refuses it, and text would silently get U+FFFD instead).
+ * Undefined when there is none. It never descends past MAX_JSON_DEPTH, so no body can exhaust its stack.
  */
 export function unstorablePlace(value: unknown, text = true, depth = 0): UnstorablePlace | undefined {
   if (typeof value === "string") {
