@@ -104,7 +104,7 @@ export function ipRateLimit(deps: Deps): MiddlewareHandler<AppEnv> {
 /**
  * Turns a failed zod validation of any request part into a 422 listing each bad field, and refuses valid
  * input the platform cannot store as sent (U+0000, unpaired surrogates, JSON nested too deep, a "__proto__"
- * key) the same way. A body is checked as it arrived (Hono keeps it parsed), since zod drops "__proto__".
+ * key) the same way. A body is checked as it arrived, since zod drops "__proto__".
  */
 export const validationHook = async (
   result: { success: boolean; target?: string; data?: unknown; error?: { issues: z.core.$ZodIssue[] } },
@@ -119,7 +119,10 @@ export const validationHook = async (
       fieldErrors(result.error!.issues, target),
     );
   }
-  const unstorable = unstorablePlace(result.target === "json" ? await c.req.json() : result.data);
+  // The body as it arrived, parsed again from the text Hono's JSON validator read (Hono keeps the text, not
+  // the value); a request without a body was validated as {} and has none.
+  const text = result.target === "json" ? await c.req.bodyCache.text : undefined;
+  const unstorable = unstorablePlace(text === undefined ? result.data : JSON.parse(text));
   if (unstorable) {
     throw new ApiError(422, "validation_failed", "The request has invalid fields", [
       { path: [target, ...unstorable.path].join("."), message: unstorable.message, code: unstorable.code },
@@ -135,6 +138,9 @@ export function routeNotFound(c: Context): Response {
   );
 }
 
+const unsupportedMediaType = () =>
+  new ApiError(415, "unsupported_media_type", "Send the request body as application/json");
+
 /**
  * The single error handler of every function: our ApiErrors as they are, Hono's body errors and database
  * refusals as 4xx, clashes with concurrent transactions, an unreachable database and a statement stopped at
@@ -143,7 +149,9 @@ export function routeNotFound(c: Context): Response {
 export function errorResponse(error: Error, c: Context): Response {
   if (error instanceof ApiError) return problemResponse(c, error);
   if (error instanceof HTTPException) {
-    // Hono's JSON validator raises 400 for a body that is not JSON at all.
+    // Hono's JSON validator raises 400 for a body that is not JSON at all; the OpenAPI router 415 for a media
+    // type its validator would not read (application/a+b+json passes the router's own check).
+    if (error.status === 415) return problemResponse(c, unsupportedMediaType());
     const code = error.status === 400 ? "malformed_json" : "bad_request";
     const detail = error.status === 400 ? "The request body is not valid JSON" : error.message;
     return problemResponse(c, new ApiError(error.status, code, detail));
@@ -230,9 +238,7 @@ export function createRouter(basePath: string, config: Config): OpenAPIHono<AppE
     }
     const hasBody = length > 0 || c.req.header("transfer-encoding") !== undefined;
     const type = c.req.header("content-type") ?? "";
-    if (hasBody && !/^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i.test(type)) {
-      throw new ApiError(415, "unsupported_media_type", "Send the request body as application/json");
-    }
+    if (hasBody && !/^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i.test(type)) throw unsupportedMediaType();
     if (length === 0 && c.req.header("transfer-encoding") !== undefined) {
       // Chunked bodies have no declared length; read with a cap so they cannot exceed the limit either.
       const body = await c.req.raw.clone().arrayBuffer();

@@ -71,6 +71,23 @@ test("a body that is not application/json is a 415", async () => {
   assert.equal(reply.body.code, "unsupported_media_type");
 });
 
+test("a +json type the body validator cannot read (a+b+json) is a 415 unsupported_media_type; vnd.api+json is read", async () => {
+  const reply = await call(stack, "PATCH", `/api/clients/${team.clientId}`, {
+    token: owner.access_token,
+    body: { name: "Renamed by a+b+json" },
+    headers: { "content-type": "application/a+b+json" },
+  });
+  assert.equal(reply.status, 415, JSON.stringify(reply.body));
+  assert.equal(reply.body.code, "unsupported_media_type");
+  const vendorType = await call(stack, "PATCH", `/api/clients/${team.clientId}`, {
+    token: owner.access_token,
+    body: { name: "Renamed by vnd.api+json" },
+    headers: { "content-type": "application/vnd.api+json; charset=utf-8" },
+  });
+  assert.equal(vendorType.status, 200, JSON.stringify(vendorType.body));
+  assert.equal(vendorType.body.name, "Renamed by vnd.api+json");
+});
+
 test("an oversized body is a 413 before it is read", async () => {
   const reply = await call(stack, "PATCH", `/api/clients/${team.clientId}`, {
     token: owner.access_token,
