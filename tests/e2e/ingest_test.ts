@@ -131,6 +131,15 @@ async function product(enableFor?: string): Promise<string> {
 
 const email = () => `${uniq("lead")}@example.com`;
 
+/** A batch's results as [outcome, each error as "path code"], after checking the batch was answered. */
+function outcomes(batch: Reply): [string, string[] | undefined][] {
+  assert.equal(batch.status, 200, JSON.stringify(batch.body));
+  return batch.body.results.map((r: { outcome: string; errors?: { path: string; code: string }[] }) => [
+    r.outcome,
+    r.errors?.map((e) => `${e.path} ${e.code}`),
+  ]);
+}
+
 // -- A single lead -------------------------------------------------------------------------------------
 
 test("a single lead is stored with normalised contact details, custom fields and the raw payload", async () => {
@@ -1241,12 +1250,8 @@ test("a key named __proto__ is refused per item with 422 reserved_key, not silen
                 {"email": "${email()}", "__proto__": "an extra field"},
                 {"email": "${email()}", "custom": {"proto": 1}}]}`,
   );
-  assert.equal(batch.status, 200, JSON.stringify(batch.body));
   assert.deepEqual(
-    batch.body.results.map((r: { outcome: string; errors?: { path: string; code: string }[] }) => [
-      r.outcome,
-      r.errors?.map((e) => `${e.path} ${e.code}`),
-    ]),
+    outcomes(batch),
     [
       ["invalid", ["leads[0].custom.__proto__ reserved_key"]],
       ["invalid", ["leads[1].__proto__ reserved_key"]],
@@ -1263,12 +1268,8 @@ test("a number too large for a double (1e400) is refused per item with 422, not 
     `{"leads": [{"email": "${email()}", "custom": {"budget": 1e400}}, {"email": "${email()}", "seats": -1e999},
                 {"email": "${email()}", "custom": {"budget": 1e300}}]}`,
   );
-  assert.equal(batch.status, 200, JSON.stringify(batch.body));
   assert.deepEqual(
-    batch.body.results.map((r: { outcome: string; errors?: { path: string; code: string }[] }) => [
-      r.outcome,
-      r.errors?.map((e) => `${e.path} ${e.code}`),
-    ]),
+    outcomes(batch),
     [
       ["invalid", ["leads[0].custom.budget number_out_of_range"]],
       ["invalid", ["leads[1].seats number_out_of_range"]],
