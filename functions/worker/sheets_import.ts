@@ -14,6 +14,7 @@
  * - Large sheets are imported CHUNK rows per job; a job with rows left enqueues the next one.
  */
 import { z } from "@hono/zod-openapi";
+import { unstorablePlace } from "../_shared/errors.ts";
 import { leadFields, normalizeLead } from "../_shared/leads.ts";
 import { SheetsApiError } from "../_shared/integrations/sheets.ts";
 import type { Job } from "./queue.ts";
@@ -104,6 +105,15 @@ export async function importFromSheet(job: Job, { sql, config }: JobContext): Pr
   // Read to the end (a bounded range past the sheet's grid is an error), then take one chunk.
   const chunk = read.rows.slice(0, CHUNK);
   for (const { rowNumber, values } of chunk) {
+    // A cell PostgreSQL cannot store (U+0000, say) or a column named "__proto__" fails its row, not the job.
+    const unstorable = unstorablePlace(values);
+    if (unstorable) {
+      invalid.push({
+        row: rowNumber,
+        errors: [{ path: unstorable.path.join("."), message: unstorable.message, code: unstorable.code }],
+      });
+      continue;
+    }
     const { input, custom, platformId } = rowToInput(values, fieldOf);
     if (platformId) {
       skipped++;

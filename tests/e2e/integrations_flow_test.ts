@@ -10,6 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { loadConfig } from "../../functions/_shared/config.ts";
+import { UNSTORABLE_TEXT_MESSAGE } from "../../functions/_shared/errors.ts";
 import {
   integrationSecretContext,
   pageTokenContext,
@@ -806,6 +807,31 @@ test("sheets.import: rows become leads once, bad rows are reported with their ro
     body: {},
   });
   assert.equal(refused.status, 409, "no integration, no import");
+});
+
+test("sheets.import: a cell PostgreSQL cannot store fails only its row; a column named like an Object method is kept", async () => {
+  const t = await tenant();
+  const { spreadsheetId } = await connectSheets(t.clientId);
+  google.setRows(spreadsheetId, "Leads", [
+    ["Name", "Email", "constructor", "toString"],
+    ["Nul Cell", `${uniq("nul")}@example.com`, "a\u0000b", ""],
+    ["Cy Example", `${uniq("cy")}@example.com`, "builder", "yes"],
+  ]);
+  const reply = await call(stack, "POST", `/api/clients/${t.clientId}/imports/google-sheets`, {
+    token: t.token,
+    body: {},
+  });
+  assert.equal(reply.status, 202, JSON.stringify(reply.body));
+  const job = await finished(String(reply.body.job_id));
+  assert.equal(job.status, "succeeded", JSON.stringify(job.errors));
+  assert.equal(job.result?.created, 1);
+  assert.deepEqual(job.result?.invalid, [{
+    row: 2,
+    errors: [{ path: "constructor", message: UNSTORABLE_TEXT_MESSAGE, code: "invalid_string" }],
+  }]);
+  const [cy] = await db()<{ custom: Record<string, string> }[]>`
+    select custom from public.leads where client_id = ${t.clientId} and external_ref = ${`${spreadsheetId}:Leads:3`}`;
+  assert.deepEqual(cy.custom, { constructor: "builder", toString: "yes" });
 });
 
 test("app.schedule_periodic_jobs enqueues each periodic job once per period", async () => {

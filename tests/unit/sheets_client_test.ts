@@ -419,18 +419,29 @@ test("readRows() returns non-empty rows keyed by header with their sheet row num
   await using ctx = await setup();
   const { google, key, client, sheet } = ctx;
   google.setRows(SHEET_ID, sheet, [
-    ["Name", "Phone", "", "Email"],
-    ["Ann", "+15550101", "", "ann@example.com"],
+    ["Name", "Phone", "", "Email", "constructor", "__proto__", "Name"],
+    ["Ann", "+15550101", "", "ann@example.com", "c", "p", "second Name column"],
     [],
     ["Bob", "", "ignored", "bob@example.com"],
     ["Cy"],
   ]);
   const all = await client.readRows({ key, spreadsheetId: SHEET_ID, sheet });
-  assert.deepEqual(all.header, ["Name", "Phone", "", "Email"]);
-  assert.deepEqual(all.rows, [
-    { rowNumber: 2, values: { Name: "Ann", Phone: "+15550101", Email: "ann@example.com" } },
-    { rowNumber: 4, values: { Name: "Bob", Phone: "", Email: "bob@example.com" } },
-    { rowNumber: 5, values: { Name: "Cy", Phone: "", Email: "" } },
+  assert.deepEqual(all.header, ["Name", "Phone", "", "Email", "constructor", "__proto__", "Name"]);
+  // Plain objects to compare: the values have no prototype, so "constructor" and "__proto__" are own keys.
+  const blank = { constructor: "", ["__proto__"]: "" };
+  assert.deepEqual(all.rows.map(({ rowNumber, values }) => ({ rowNumber, values: { ...values } })), [
+    {
+      rowNumber: 2,
+      values: {
+        Name: "Ann",
+        Phone: "+15550101",
+        Email: "ann@example.com",
+        constructor: "c",
+        ["__proto__"]: "p",
+      },
+    },
+    { rowNumber: 4, values: { Name: "Bob", Phone: "", Email: "bob@example.com", ...blank } },
+    { rowNumber: 5, values: { Name: "Cy", Phone: "", Email: "", ...blank } },
   ]);
   const get = google.requests.filter((r) => r.kind === "values.get").at(-1)!;
   assert.equal(get.query.majorDimension, "ROWS");

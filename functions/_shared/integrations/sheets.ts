@@ -379,9 +379,10 @@ export function createSheetsClient(options: SheetsClientOptions): SheetsClient {
         const rows: ReadRowsResult["rows"] = [];
         values.forEach((line, index) => {
           if (line.every((cell) => cell.trim() === "")) return;
-          const record: Record<string, string> = {};
+          // No prototype: a column named "constructor" or "__proto__" is an ordinary key (the first of a name).
+          const record: Record<string, string> = Object.create(null);
           header.forEach((name, column) => {
-            if (name !== "" && !(name in record)) record[name] = line[column] ?? "";
+            if (name !== "" && !Object.hasOwn(record, name)) record[name] = line[column] ?? "";
           });
           rows.push({ rowNumber: fromRow + index, values: record });
         });
