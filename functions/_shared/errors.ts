@@ -107,7 +107,7 @@ const tooDeep = {
 } as const;
 const reservedKey = {
   code: "reserved_key",
-  message: 'The key "__proto__" is not allowed: JavaScript objects would drop it',
+  message: 'The key "__proto__" is not allowed: validation would drop it',
 } as const;
 const outOfRange = {
   code: "number_out_of_range",
@@ -117,7 +117,7 @@ const outOfRange = {
 /**
  * The first place in a parsed JSON value (as JSON.parse made it) that the platform cannot store as sent:
  * - an object or array nested deeper than MAX_JSON_DEPTH;
- * - a key "__proto__", which JSON.parse keeps but zod and every copy by assignment silently drop;
+ * - a key "__proto__", which JSON.parse keeps but zod silently drops from objects and records;
  * - a number JSON.parse made Infinity (1e400), which would be stored as null;
  * - unless `text` is false, a string or object key holding U+0000 or an unpaired UTF-16 surrogate (JSON
  *   allows "\ud800"; jsonb refuses it, and text would silently get U+FFFD instead).

@@ -698,6 +698,14 @@ test("fieldDataToLead() joins first and last name and falls back to work email a
     full_name: "Ada",
     custom: {},
   });
+  // A question an advertiser named like an Object property is an ordinary answer (Deno has no __proto__
+  // accessor, so assignment keeps the key).
+  const odd = fieldDataToLead([
+    { name: "email", values: ["ada@example.com"] },
+    { name: "__proto__", values: ["kept"] },
+    { name: "constructor", values: ["also kept"] },
+  ]);
+  assert.deepEqual(Object.entries(odd.custom), [["__proto__", "kept"], ["constructor", "also kept"]]);
 });
 
 test("fieldDataToLead() keeps first/last name and work email in custom when the main fields are present", () => {
