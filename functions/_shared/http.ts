@@ -138,7 +138,12 @@ export function routeNotFound(c: Context): Response {
   );
 }
 
-const unsupportedMediaType = () =>
+/** application/json or a +json type, with or without parameters: the bodies every function reads. */
+export const isJsonType = (contentType: string) =>
+  /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i.test(contentType);
+
+/** The 415 for any other body type. */
+export const unsupportedMediaType = () =>
   new ApiError(415, "unsupported_media_type", "Send the request body as application/json");
 
 /**
@@ -238,7 +243,7 @@ export function createRouter(basePath: string, config: Config): OpenAPIHono<AppE
     }
     const hasBody = length > 0 || c.req.header("transfer-encoding") !== undefined;
     const type = c.req.header("content-type") ?? "";
-    if (hasBody && !/^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i.test(type)) throw unsupportedMediaType();
+    if (hasBody && !isJsonType(type)) throw unsupportedMediaType();
     if (length === 0 && c.req.header("transfer-encoding") !== undefined) {
       // Chunked bodies have no declared length; read with a cap so they cannot exceed the limit either.
       const body = await c.req.raw.clone().arrayBuffer();

@@ -22,10 +22,12 @@ import {
   type Deps,
   errorResponse,
   functionPath,
+  isJsonType,
   log,
   readBody,
   requestLogLevel,
   routeNotFound,
+  unsupportedMediaType,
   validationHook,
 } from "../_shared/http.ts";
 import { normalizeLead } from "../_shared/leads.ts";
@@ -65,7 +67,6 @@ type IngestReply =
   };
 
 const KEY_PATTERN = /^lap_(?:live|test)_[a-z2-7]{8}_[A-Za-z0-9_-]{32,128}$/;
-const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
 const PRINTABLE = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/;
 // x-client-info and apikey: supabase-js functions.invoke() sends them from browsers.
 const ALLOW_HEADERS =
@@ -355,9 +356,7 @@ export function createIngestApp(deps: Deps, queueOptions = DEFAULT_QUEUE) {
       throw new ApiError(401, "missing_api_key", "Send the API key in X-API-Key (or Authorization: Bearer)");
     }
     if (!KEY_PATTERN.test(key)) throw new ApiError(401, "invalid_api_key", "The API key is not valid");
-    if (!JSON_TYPE.test(c.req.header("content-type") ?? "")) {
-      throw new ApiError(415, "unsupported_media_type", "Send the request body as application/json");
-    }
+    if (!isJsonType(c.req.header("content-type") ?? "")) throw unsupportedMediaType();
     const idempotencyKey = c.req.header("idempotency-key")?.trim();
     const idempotencyErrors: FieldError[] = idempotencyKey !== undefined &&
         (idempotencyKey.length > MAX_IDEMPOTENCY_KEY || !PRINTABLE.test(idempotencyKey))
