@@ -20,7 +20,7 @@ import {
   startGraphEmulator,
   statusUpdate,
 } from "../emulators/graph.ts";
-import { call, createTeam, db, startStack, test, uniq } from "../_helpers.ts";
+import { call, createTeam, db, nested, startStack, test, uniq } from "../_helpers.ts";
 
 const APP_SECRET = `app-secret-${crypto.randomUUID()}`;
 const VERIFY_TOKEN = `verify-${crypto.randomUUID()}`;
@@ -307,26 +307,34 @@ test("POST /webhooks/meta refuses bodies over the size limit with 413", async ()
 });
 
 test("POST /webhooks/meta keeps a signed delivery that jsonb refuses as failed, with its error", async () => {
-  const marker = uniq("nul");
-  const bytes = new TextEncoder().encode(
-    `{"object":"page","entry":[{"id":"1","changes":[{"field":"leadgen","value":{"m":"${marker}\\u0000"}}]}]}`,
-  );
-  const reply = await fetch(META_URL, {
-    method: "POST",
-    headers: {
-      "content-type": "application/json",
-      "x-hub-signature-256": await signMetaBody(bytes, APP_SECRET),
-    },
-    body: bytes,
-  });
-  assert.equal(reply.status, 200, "WH-45: valid JSON is acknowledged");
-  await reply.body?.cancel();
-  const [row] = await eventually(async () => {
-    const rows = await inboxRows(marker);
-    return rows.length && rows[0].status !== "pending" ? rows : undefined;
-  });
-  assert.equal(row.status, "failed", "WH-45: a body Postgres cannot read as jsonb is kept as failed");
-  assert.match(row.error ?? "", /\\u0000|unicode/i, "WH-45: with the reason");
+  // Valid JSON that PostgreSQL cannot read as jsonb: a NUL, and nesting past its parser's stack.
+  for (
+    const [what, value, reason] of [
+      ["a NUL", '"\\u0000"', /\\u0000|unicode/i],
+      ["20,000 levels of nesting", nested(20_000), /stack depth/i],
+    ] as const
+  ) {
+    const marker = uniq("unreadable");
+    const bytes = new TextEncoder().encode(
+      `{"object":"page","entry":[{"id":"1","changes":[{"field":"leadgen","value":{"m":"${marker}","v":${value}}}]}]}`,
+    );
+    const reply = await fetch(META_URL, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        "x-hub-signature-256": await signMetaBody(bytes, APP_SECRET),
+      },
+      body: bytes,
+    });
+    assert.equal(reply.status, 200, `WH-45: valid JSON with ${what} is acknowledged`);
+    await reply.body?.cancel();
+    const [row] = await eventually(async () => {
+      const rows = await inboxRows(marker);
+      return rows.length && rows[0].status !== "pending" ? rows : undefined;
+    });
+    assert.equal(row.status, "failed", `WH-45: a body with ${what} is kept as failed`);
+    assert.match(row.error ?? "", reason, `WH-45: with the reason for ${what}`);
+  }
 });
 
 test("The webhooks answer 503 while META_APP_SECRET and META_VERIFY_TOKEN are not configured", async () => {
