@@ -192,7 +192,7 @@ function retryLater(code: string, detail: string, seconds: number): ApiError {
 
 /**
  * Maps a postgres.js error raised by a constraint, trigger, policy, a concurrent transaction, a lost
- * connection or a statement timeout to an ApiError, or returns undefined for errors that are the server's
+ * connection, a statement or lock timeout to an ApiError, or returns undefined for errors that are the server's
  * fault. Only messages we raise ourselves (P0001-style `raise exception` with an errcode) are shown;
  * constraint texts are replaced by a generic sentence.
  */
@@ -210,6 +210,14 @@ export function apiErrorFromDb(error: unknown): ApiError | undefined {
     return retryLater(
       "query_timeout",
       "The database did not finish the request in time; retry shortly, or narrow it (filters, page size)",
+      5,
+    );
+  }
+  if (code === "55P03") {
+    // lock_not_available: a lock wait past lock_timeout (app.ingest_requests sets one, sql/0046).
+    return retryLater(
+      "lock_timeout",
+      "Another operation holds the records this request needs; retry shortly",
       5,
     );
   }

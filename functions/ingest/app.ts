@@ -13,6 +13,7 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import {
   ApiError,
+  apiErrorFromDb,
   type FieldError,
   fieldErrors,
   RETRYABLE_SQLSTATES,
@@ -263,6 +264,12 @@ function keyError(reply: Extract<IngestReply, { error: string }>, batch: boolean
  */
 export const DEFAULT_QUEUE = { maxCalls: 2, maxItems: 500, overlapItems: 8 };
 
+/**
+ * Failures of a grouped call that no request caused: each request sent again alone would meet them too, and
+ * would wait out the same lock or statement timeout once more.
+ */
+const GROUP_WIDE_FAILURES = new Set(["database_unavailable", "lock_timeout", "query_timeout"]);
+
 const keyHashes = new Map<string, string>();
 
 /** Hex SHA-256 of an API key, remembered for the keys seen recently (a form sends the same key every time). */
@@ -281,7 +288,7 @@ async function keyHash(key: string): Promise<string> {
 export function createIngestApp(deps: Deps, queueOptions = DEFAULT_QUEUE) {
   const { sql } = deps;
   const { max_batch: maxBatch, max_body_bytes: maxBodyBytes } = deps.config.ingest;
-  const queue = new IngestQueue<IngestReply>(async (requests: IngestRequest[]) => {
+  const send = async (requests: IngestRequest[]) => {
     const keys = requests.map(({ key_hash, origin, scope }) => ({ key_hash, origin, scope }));
     // Text, which the database parses only when some request's key is admitted.
     const items = JSON.stringify(requests.map((request) => request.items));
@@ -299,7 +306,12 @@ export function createIngestApp(deps: Deps, queueOptions = DEFAULT_QUEUE) {
         throw error;
       }
     }
-  }, queueOptions);
+  };
+  const queue = new IngestQueue<IngestReply>(
+    send,
+    queueOptions,
+    (error) => GROUP_WIDE_FAILURES.has(apiErrorFromDb(error)?.code ?? ""),
+  );
   const app = new OpenAPIHono<IngestEnv>({ defaultHook: validationHook, getPath: functionPath }).basePath(
     "/ingest",
   ) as unknown as OpenAPIHono<IngestEnv>;

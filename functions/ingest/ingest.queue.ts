@@ -5,7 +5,9 @@
  * never delayed, and under load one call (one transaction, one commit) carries many requests. Each request
  * still gets its own reply: the database answers every request of a group on its own
  * (app.ingest_requests, sql/0018_grouped_ingest.sql), and when a grouped call fails as a whole each of its
- * requests is sent again alone, so an error reaches only the request that caused it.
+ * requests is sent again alone, so an error reaches only the request that caused it. A failure that is not
+ * any request's doing (the database unreachable, a lock or statement timeout) ends the whole group instead:
+ * each request would meet it again, and a wait would be repeated per request.
  */
 
 /** One request as app.ingest_requests takes it. */
@@ -48,6 +50,8 @@ export class IngestQueue<R> {
   constructor(
     private readonly send: (requests: IngestRequest[]) => Promise<R[]>,
     private readonly options: QueueOptions,
+    /** Whether an error fails every request of a group alike, so sending each alone cannot help. */
+    private readonly failsEveryRequest: (error: unknown) => boolean = () => false,
   ) {}
 
   /** The request's own reply, or the error its own call raised. */
@@ -89,8 +93,8 @@ export class IngestQueue<R> {
     try {
       replies = await this.send(group.map((waiting) => waiting.request));
     } catch (error) {
-      if (group.length === 1) {
-        group[0].reject(error);
+      if (group.length === 1 || this.failsEveryRequest(error)) {
+        for (const waiting of group) waiting.reject(error);
         return;
       }
       // Alone, each request meets only its own error.

@@ -1057,6 +1057,7 @@ function groupingApp(
       status: response.status,
       body: await response.json(),
       remaining: response.headers.get("ratelimit-remaining"),
+      retryAfter: response.headers.get("retry-after"),
     };
   };
   return { post, counter };
@@ -1169,6 +1170,54 @@ test("a request sent again alone after its group failed is not counted against i
     select hits from app.rate_limits where key = ${"key:" + key.id}`;
   // A failed call's counts roll back with it, so the request whose own call failed is not counted at all.
   assert.equal(hits, 4, "each stored request counts once, however often it reached the database");
+});
+
+test("a grouped call that waits past the lock timeout answers each request 503 lock_timeout, once", async () => {
+  const t = await tenant(1);
+  const key = await apiKey(t);
+  const other = await apiKey(await tenant(1));
+  assert.equal((await ingest(key.secret, { email: email() })).status, 201, "the key's counter row exists");
+  // Another transaction holds the key's rate-limit counter, as a stuck call or an operator's lock would.
+  const holder = await stack.sql.reserve();
+  await holder`begin`;
+  await holder`select 1 from app.rate_limits where key = ${"key:" + key.id} for update`;
+  try {
+    let release = () => {};
+    const holdUntil = new Promise<void>((resolve) => release = resolve);
+    const { post, counter } = groupingApp({ maxCalls: 1, holdUntil });
+    // Another client's request is held before the database, so the next three wait and leave as one group.
+    const first = post(other.secret, { email: `hold-${uniq("x")}@example.com` });
+    while (counter.calls < 1) await new Promise((resolve) => setTimeout(resolve, 1));
+    const group = [
+      post(key.secret, { email: email() }),
+      post(key.secret, { leads: [{ email: email() }, { email: email() }] }),
+      post(key.secret, { email: email() }),
+    ];
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    release();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stuck = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("LT-00: the calls still wait after 20 s")), 20_000);
+    });
+    const replies = await Promise.race([Promise.all([first, ...group]), stuck]).finally(() =>
+      clearTimeout(timer)
+    );
+    assert.deepEqual(
+      replies.map((reply) => reply.status),
+      [201, 503, 503, 503],
+      "LT-01: the held key's group",
+    );
+    for (const reply of replies.slice(1)) {
+      assert.equal(reply.body.code, "lock_timeout", "LT-02: the reason, for each request");
+      assert.equal(reply.retryAfter, "5", "LT-03: and when to send it again");
+    }
+    assert.equal(counter.calls, 2, "LT-04: the group's call was not repeated request by request");
+    assert.equal(await countLeads(t.clientId), 1, "LT-05: the call rolled back; nothing of it is stored");
+  } finally {
+    await holder`rollback`;
+    holder.release();
+  }
+  assert.equal((await ingest(key.secret, { email: email() })).status, 201, "LT-06: once the lock is gone");
 });
 
 test("text PostgreSQL cannot store (NUL, an unpaired surrogate) is refused per item with 422, not a failed call", async () => {

@@ -70,3 +70,60 @@ Deno.test("a group never carries more than maxItems", async () => {
   calls[2].finish();
   assert.deepEqual(await Promise.all(replies), [1, 300, 300]);
 });
+
+/**
+ * A queue whose first call (a lone request) succeeds, whose groups fail with `error`, and whose requests sent
+ * again alone end as `alone` says.
+ */
+function failingQueue(error: Error, alone: (request: IngestRequest) => number | Error) {
+  const calls: IngestRequest[][] = [];
+  const queue = new IngestQueue<number>(
+    (requests) => {
+      calls.push(requests);
+      if (calls.length === 1) return Promise.resolve([requests[0].items.length]);
+      if (requests.length > 1) return Promise.reject(error);
+      const outcome = alone(requests[0]);
+      return outcome instanceof Error ? Promise.reject(outcome) : Promise.resolve([outcome]);
+    },
+    { maxCalls: 1, maxItems: 500, overlapItems: 250 },
+    (failure) => failure === error && error.message === "group-wide",
+  );
+  return { queue, calls };
+}
+
+Deno.test("a failed group's requests are sent again alone, so each meets only its own error", async () => {
+  const own = new Error("request 2's own");
+  const { queue, calls } = failingQueue(
+    new Error("caused by one request"),
+    (request) => request.items.length === 2 ? own : request.items.length,
+  );
+  const first = queue.submit(request(1));
+  const group = [1, 2, 3].map((items) => queue.submit(request(items)));
+  assert.equal(await first, 1);
+  const outcomes = await Promise.allSettled(group);
+  assert.deepEqual(
+    outcomes.map((o) => o.status === "fulfilled" ? o.value : o.reason),
+    [1, own, 3],
+    "IQ-10: the others are stored; only the request at fault gets its error",
+  );
+  assert.deepEqual(calls.map((c) => c.length), [1, 3, 1, 1, 1], "IQ-11: the group once, then each alone");
+});
+
+Deno.test("a failure every request would meet (a lock or statement timeout) ends the group without resending", async () => {
+  const groupWide = new Error("group-wide");
+  const { queue, calls } = failingQueue(groupWide, () => new Error("IQ-12: nothing is sent alone"));
+  const first = queue.submit(request(1));
+  const group = [1, 2, 3].map((items) => queue.submit(request(items)));
+  await first;
+  const outcomes = await Promise.allSettled(group);
+  assert.deepEqual(
+    outcomes.map((o) => o.status === "rejected" && o.reason),
+    [groupWide, groupWide, groupWide],
+    "IQ-13: every request of the group gets the group's error",
+  );
+  assert.deepEqual(
+    calls.map((c) => c.length),
+    [1, 3],
+    "IQ-14: one call, so the wait is not repeated per request",
+  );
+});

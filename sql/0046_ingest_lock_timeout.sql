@@ -1,0 +1,12 @@
+-- A bound on how long an ingest call waits for a lock. Ingest work is bounded (at most 500 items a request,
+-- 500 a call), so the only way a call runs long is waiting: for a migration or an operator holding a lock on
+-- leads, a member being moved (its row is locked until the subtree is re-indexed), or another call holding
+-- the key's rate-limit counter. The last is normal and lasts until that call commits, milliseconds.
+-- Without a bound, requests piled up behind such a lock for as long as it was held, each holding its HTTP
+-- connection and its place in the ingest function's queue. Now a wait past 5 s rolls the call back
+-- (lock_not_available), and each of its requests is answered 503 `lock_timeout` with Retry-After: 5, so the
+-- sender retries later. Nothing is stored: the call is one transaction.
+--
+-- lock_timeout, not statement_timeout: a statement's timeout is armed when it starts, so one set by the
+-- function for itself would not apply to its own call; a lock timeout is read at each wait.
+alter function app.ingest_requests(jsonb, text) set lock_timeout = '5s';
