@@ -2,7 +2,8 @@
  * The ingest function: public lead ingestion with client API keys, for website forms (browsers, CORS per
  * key) and servers. POST /ingest/leads takes one lead or {"leads": [...]}; each item is validated and
  * normalised here; then one database call admits it (key, scope, origin, client status and the key's rate
- * limit) and stores every valid item idempotently (app.ingest_requests, sql/0045_one_call_ingest.sql).
+ * limit) and stores every valid item idempotently (app.ingest_requests, sql/0045_one_call_ingest.sql; as
+ * now defined, sql/0047).
  * Requests that arrive while the database is busy share that call (ingest.queue.ts), each with its own reply.
  *
  * Built on OpenAPIHono directly rather than createRouter(): that router answers every preflight with the
@@ -55,7 +56,7 @@ interface ItemResult {
   errors?: FieldError[];
 }
 
-/** What app.ingest_requests answers for one request (sql/0045_one_call_ingest.sql). */
+/** What app.ingest_requests answers for one request (sql/0045_one_call_ingest.sql, sql/0047). */
 type IngestReply =
   | { error: string; scope?: string; client_id?: string; limit?: number; retry_after?: number }
   | {

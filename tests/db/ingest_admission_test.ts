@@ -17,7 +17,8 @@ async function keyWithLimit(limit: number) {
 
 interface Reply {
   error?: string;
-  rate_limit?: { limit: number; remaining: number };
+  retry_after?: number;
+  rate_limit?: { limit: number; remaining: number; reset: number };
   results?: { outcome: string; lead_id: string }[];
 }
 
@@ -132,4 +133,28 @@ test("IA-03: requests over the limit are counted; refused keys are not, and thei
       'not json') as invalid`;
   assert.equal(invalid[0].error, "key_invalid");
   assert.equal(await hits(key.id), 4);
+});
+
+test("IA-04: a call counted in the window a later call opened reports that window's reset", async () => {
+  await startOfMinute();
+  const key = await keyWithLimit(5);
+  // A call that started after this one crossed into the next minute and counted 3 requests there first.
+  await db()`
+    insert into app.rate_limits (key, window_start, hits)
+    values (${"key:" + key.id}, date_trunc('minute', now()) + interval '1 minute', 3)`;
+  const replies = await ingest(db(), key.hash, 3);
+  const [{ left }] = await db()<{ left: number }[]>`
+    select extract(epoch from date_trunc('minute', now()) + interval '1 minute' - now())::float8 as left`;
+  assert.deepEqual(replies.map((reply) => reply.rate_limit?.remaining ?? reply.error), [
+    1,
+    0,
+    "rate_limited",
+  ]);
+  for (const reply of replies.slice(0, 2)) {
+    const reset = reply.rate_limit!.reset;
+    assert.ok(reset > left + 55 && reset <= left + 61, `IA-04: reset ${reset} s is the next window's end`);
+  }
+  const wait = replies[2].retry_after!;
+  assert.ok(wait > left + 55 && wait <= left + 61, `IA-04: retry after ${wait} s, when that window ends`);
+  assert.equal(await hits(key.id), 6, "all three were counted in that window");
 });
