@@ -3,7 +3,8 @@
  * machine, in a database it creates, migrates and drops. Prints a table and a JSON document (also written
  * to .data/bench.json).
  *
- *   A. single-lead ingest at 1, 16 and 64 connections (wrk; at 64 in rounds alternating the platform and (a))
+ *   A. single-lead ingest at 1, 16 and 64 connections (wrk; at 64 in rounds alternating the platform, the
+ *      platform with the outbox trigger off, and (a))
  *      vs (a) bare Hono + INSERT, (b) pgbench INSERT,
  *      (c) pgbench INSERT into a copy of public.leads (its indexes, constraints and foreign keys, no triggers)
  *   B. 500-lead batch ingest at 1 and 4 connections vs (a) bare Hono + one multi-row INSERT, (c) pgbench doing

@@ -27,17 +27,27 @@ export interface IngestSettings {
   rounds: number;
 }
 
-type Round = { platform: Measured | null; baseline_http: Measured | null };
+/**
+ * One round at the most single-lead connections: the platform, the platform with the outbox trigger off (what
+ * the event pipeline costs: the outbox row, its dispatch and the notifications) right beside it, and (a).
+ */
+type Round = { platform: Measured | null; outbox_off?: Measured | null; baseline_http: Measured | null };
+
+/** The item whose value is the median (the lower middle one of an even count); null for none. */
+export function medianBy<T>(items: T[], value: (item: T) => number): T | null {
+  const sorted = [...items].sort((a, b) => value(a) - value(b));
+  return sorted.length ? sorted[Math.floor((sorted.length - 1) / 2)] : null;
+}
 
 /**
- * The round whose platform/(a) throughput ratio is the median (the lower middle one of an even count), so
- * both systems' figures come from the same round; null when no round has both.
+ * The round whose platform/(a) throughput ratio is the median, so both systems' figures come from the same
+ * round; null when no round has both.
  */
 export function medianRound<R extends Round>(rounds: R[]): R | null {
-  const ratio = (round: R) => round.platform!.requests_per_second / round.baseline_http!.requests_per_second;
-  const complete = rounds.filter((round) => round.platform && round.baseline_http)
-    .sort((a, b) => ratio(a) - ratio(b));
-  return complete.length ? complete[Math.floor((complete.length - 1) / 2)] : null;
+  return medianBy(
+    rounds.filter((round) => round.platform && round.baseline_http),
+    (round) => round.platform!.requests_per_second / round.baseline_http!.requests_per_second,
+  );
 }
 
 /**
@@ -66,7 +76,7 @@ export interface IngestPoint {
   /** At the most connections, the runs of the round with the median ratio; elsewhere the one run. */
   platform: Measured | null;
   baseline_http: Measured | null;
-  /** At the most connections: each round's platform and (a) runs, alternating which goes first. */
+  /** At the most connections: each round's runs, alternating which system goes first. */
   rounds?: Round[];
   baseline_pgbench?: Measured | null;
   baseline_schema: Measured | null;
@@ -78,8 +88,6 @@ export interface IngestReport {
   api_key_prefix: string;
   pool_per_server: number;
   single: IngestPoint[];
-  /** The platform at the most connections with the outbox trigger off (what the outbox row costs). */
-  outbox_off: { connections: number; platform: Measured | null } | null;
   batch: IngestPoint[];
   batch_size: number;
   notes: string[];
@@ -460,7 +468,6 @@ export async function benchIngest(sql: Sql, settings: IngestSettings): Promise<I
     RATE_LIMIT_PER_USER: "1000000000",
   };
 
-  let outboxOff: IngestReport["outbox_off"] = null;
   let probes: IngestReport["platform_probe"] = {
     single: { status: 0, body: "not run" },
     batch: { status: 0, body: "not run" },
@@ -503,6 +510,14 @@ export async function benchIngest(sql: Sql, settings: IngestSettings): Promise<I
         return null;
       }
     };
+    const withoutOutbox = async <T>(run: () => Promise<T>) => {
+      await sql`alter table public.leads disable trigger on_leads_inserted_outbox`;
+      try {
+        return await run();
+      } finally {
+        await sql`alter table public.leads enable trigger on_leads_inserted_outbox`;
+      }
+    };
     const baselinePoint = (connections: number, batchSize: number) =>
       wrkPoint(
         sql,
@@ -526,17 +541,21 @@ export async function benchIngest(sql: Sql, settings: IngestSettings): Promise<I
         point.rounds = [];
         for (let round = 0; round < settings.rounds; round++) {
           log(
-            `A round ${round + 1} of ${settings.rounds}: platform and (a), ${point.connections} connections`,
+            `A round ${round + 1} of ${settings.rounds}: platform, platform without the outbox trigger ` +
+              `and (a), ${point.connections} connections`,
           );
-          const pair: Round = { platform: null, baseline_http: null };
+          const pair: Round = { platform: null, outbox_off: null, baseline_http: null };
           for (
             const system of round % 2
-              ? ["baseline_http", "platform"] as const
-              : ["platform", "baseline_http"] as const
+              ? ["baseline_http", "outbox_off", "platform"] as const
+              : ["platform", "outbox_off", "baseline_http"] as const
           ) {
-            if (system === "platform") {
-              pair.platform = available ? await platformPoint(point.connections, 0) : null;
-            } else pair.baseline_http = await baselinePoint(point.connections, 0);
+            if (system === "baseline_http") pair.baseline_http = await baselinePoint(point.connections, 0);
+            else if (available && system === "platform") {
+              pair.platform = await platformPoint(point.connections, 0);
+            } else if (available) {
+              pair.outbox_off = await withoutOutbox(() => platformPoint(point.connections, 0));
+            }
           }
           point.rounds.push(pair);
         }
@@ -553,15 +572,6 @@ export async function benchIngest(sql: Sql, settings: IngestSettings): Promise<I
       }
       log(`A baseline (a), ${point.connections} connection(s)`);
       point.baseline_http = await baselinePoint(point.connections, 0);
-    }
-    if (top && available) {
-      log(`A platform without the outbox trigger, ${top.connections} connection(s)`);
-      await sql`alter table public.leads disable trigger on_leads_inserted_outbox`;
-      try {
-        outboxOff = { connections: top.connections, platform: await platformPoint(top.connections, 0) };
-      } finally {
-        await sql`alter table public.leads enable trigger on_leads_inserted_outbox`;
-      }
     }
     const batchAvailable = available && ok(probes.batch.status);
     if (available && !batchAvailable) {
@@ -605,7 +615,6 @@ export async function benchIngest(sql: Sql, settings: IngestSettings): Promise<I
     api_key_prefix: prefix,
     pool_per_server: settings.pool,
     single,
-    outbox_off: outboxOff,
     batch,
     batch_size: settings.batchSize,
     notes,
