@@ -13,8 +13,26 @@ import { jobHandlers } from "../worker/handlers.ts";
 import { createWorker } from "../worker/worker.ts";
 import { createLocalStack } from "./app.ts";
 
+/**
+ * Stops with a clear message when the port is taken (most often a second `./run dev` beside a running one),
+ * before the database is started or migrated.
+ */
+function ensurePortFree(port: number) {
+  try {
+    Deno.listen({ hostname: "0.0.0.0", port }).close();
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+    console.error(
+      `Port ${port} is already in use: is the platform already running? Stop it, or start this one on ` +
+        `another port with PORT=<port>.`,
+    );
+    Deno.exit(1);
+  }
+}
+
 if (import.meta.main) {
   const config = loadConfig();
+  ensurePortFree(config.server.port);
   let url = config.database.url;
   let embedded: Awaited<ReturnType<typeof startEmbeddedPostgres>> | undefined;
   if (!url) {
