@@ -7,8 +7,8 @@
  *      platform with the outbox trigger off, and (a))
  *      vs (a) bare Hono + INSERT, (b) pgbench INSERT,
  *      (c) pgbench INSERT into a copy of public.leads (its indexes, constraints and foreign keys, no triggers)
- *   B. 500-lead batch ingest at 1 and 4 connections vs (a) bare Hono + one multi-row INSERT, (c) pgbench doing
- *      that multi-row INSERT into the copy of public.leads
+ *   B. 500-lead batch ingest at 1 and 4 connections vs (a) bare Hono + one multi-row INSERT, (b) pgbench doing
+ *      that multi-row INSERT, (c) pgbench doing it into the copy of public.leads
  *   C. the 50 newest visible leads in a client of 10,000 members and 1,000,000 leads, under RLS as the API
  *      runs it vs the same question as superuser without RLS
  *   D. the event pipeline: webhook jobs/s with 1 and 4 worker processes to a local HTTP sink vs the raw

@@ -456,6 +456,7 @@ export async function benchIngest(sql: Sql, settings: IngestSettings): Promise<I
     connections: c,
     platform: null,
     baseline_http: null,
+    baseline_pgbench: null,
     baseline_schema: null,
   }));
   const serverEnv = {
@@ -603,6 +604,8 @@ export async function benchIngest(sql: Sql, settings: IngestSettings): Promise<I
     point.baseline_schema = await pgbench("schema", 0, point.connections);
   }
   for (const point of batch) {
+    log(`B baseline (b) pgbench, ${point.connections} client(s) x ${settings.batchSize}`);
+    point.baseline_pgbench = await pgbench("plain", settings.batchSize, point.connections);
     log(
       `B baseline (c) pgbench into the leads schema, ${point.connections} client(s) x ${settings.batchSize}`,
     );

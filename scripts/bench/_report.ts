@@ -77,11 +77,16 @@ function queueTables(queue: QueueReport): string {
 const idleList = (values: (number | null)[]) =>
   values.map((value) => value === null ? "not delivered" : `${fmt(value, 1)} ms`).join(", ");
 
+type PointRatios = {
+  connections: number;
+  platform_vs_http: Ratios;
+  platform_vs_pgbench: Ratios;
+  platform_vs_schema: Ratios;
+};
+
 export interface IngestRatios {
-  single: Array<
-    { connections: number; platform_vs_http: Ratios; platform_vs_pgbench: Ratios; platform_vs_schema: Ratios }
-  >;
-  batch: Array<{ connections: number; platform_vs_http: Ratios; platform_vs_schema: Ratios }>;
+  single: PointRatios[];
+  batch: PointRatios[];
 }
 
 const r2 = (value: number) => Math.round(value * 100) / 100;
@@ -112,6 +117,7 @@ export function ingestRatios(report: IngestReport): IngestRatios {
     batch: report.batch.map((p) => ({
       connections: p.connections,
       platform_vs_http: ratios(p.platform, p.baseline_http),
+      platform_vs_pgbench: ratios(p.platform, p.baseline_pgbench),
       platform_vs_schema: ratios(p.platform, p.baseline_schema),
     })),
   };
@@ -228,6 +234,15 @@ function ingestTables(report: IngestReport & { ratios: IngestRatios }, seconds: 
       ),
     );
     batch.push(
+      loadRow(
+        p.connections,
+        "(b) pgbench multi-row INSERT",
+        p.baseline_pgbench,
+        r.platform_vs_pgbench,
+        report.batch_size,
+      ),
+    );
+    batch.push(
       loadRow(p.connections, SCHEMA_BASELINE, p.baseline_schema, r.platform_vs_schema, report.batch_size),
     );
   });
@@ -269,6 +284,7 @@ function ingestTables(report: IngestReport & { ratios: IngestRatios }, seconds: 
   for (const p of report.batch) {
     add("B", p, "platform", p.platform);
     add("B", p, "(a)", p.baseline_http);
+    add("B", p, "(b)", p.baseline_pgbench);
     add("B", p, "(c)", p.baseline_schema);
   }
   out.push(
