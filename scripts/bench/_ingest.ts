@@ -78,7 +78,7 @@ export interface IngestPoint {
   baseline_http: Measured | null;
   /** At the most connections: each round's runs, alternating which system goes first. */
   rounds?: Round[];
-  baseline_pgbench?: Measured | null;
+  baseline_pgbench: Measured | null;
   baseline_schema: Measured | null;
 }
 
