@@ -107,7 +107,7 @@ function ignoreNotFound(error: unknown) {
 }
 
 /** A TCP port that was free a moment ago (the kernel picks it; the listener is closed at once). */
-function freePort(): number {
+export function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr as Deno.NetAddr;
   listener.close();

@@ -112,14 +112,12 @@ export async function insertIngestKey(
   clientId: string,
   ratePerMinute = 1_000_000,
 ): Promise<{ id: string; hash: string }> {
-  const secret = `lap_test_${uniq("key")}`;
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(secret)));
-  const hash = Array.from(digest, (byte) => byte.toString(16).padStart(2, "0")).join("");
-  const [{ id }] = await db()<{ id: string }[]>`
+  const keyHash = await hashToken(`lap_test_${uniq("key")}`);
+  const [key] = await db()<{ id: string; hash: string }[]>`
     insert into app.api_keys (client_id, name, prefix, key_hash, rate_limit_per_minute)
-    values (${clientId}, 'Test key', ${uniq("p")}, decode(${hash}, 'hex'), ${ratePerMinute})
-    returning id`;
-  return { id, hash };
+    values (${clientId}, 'Test key', ${uniq("p")}, ${keyHash}, ${ratePerMinute})
+    returning id, encode(key_hash, 'hex') as hash`;
+  return key;
 }
 
 /** Adds a user to a client with a role key; returns the membership id. */

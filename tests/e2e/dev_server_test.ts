@@ -5,6 +5,7 @@
  * is touched (a second `./run dev` next to a running one).
  */
 import assert from "node:assert/strict";
+import { freePort } from "../../scripts/embedded_postgres.ts";
 import { test, withFreshDatabase } from "../_helpers.ts";
 
 const ENTRY = new URL("../../functions/main/index.ts", import.meta.url).pathname;
@@ -30,13 +31,6 @@ async function readUntil(stream: ReadableStream<Uint8Array>, text: string): Prom
   reader.releaseLock();
   return seen;
 }
-
-const freePort = () => {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-};
 
 test("deno task dev migrates and seeds a new database, serves the functions and stops on SIGTERM", async () => {
   await withFreshDatabase(async (url) => {
