@@ -8,6 +8,7 @@
  */
 import postgres from "postgres";
 import { PERMISSIONS } from "../functions/api/catalog.ts";
+import { sha256, toHex } from "../functions/_shared/bytes.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const LOCK_ID = 7_301_924_411;
@@ -19,11 +20,6 @@ export interface MigrationFile {
   checksum: string;
 }
 
-async function sha256(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 async function readDir(dir: string, kind: MigrationFile["kind"]): Promise<MigrationFile[]> {
   const names: string[] = [];
   for await (const entry of Deno.readDir(new URL(dir, ROOT))) {
@@ -32,7 +28,7 @@ async function readDir(dir: string, kind: MigrationFile["kind"]): Promise<Migrat
   names.sort();
   return await Promise.all(names.map(async (name) => {
     const sql = await Deno.readTextFile(new URL(`${dir}${name}`, ROOT));
-    return { name: `${dir}${name}`, kind, sql, checksum: await sha256(sql) };
+    return { name: `${dir}${name}`, kind, sql, checksum: toHex(await sha256(sql)) };
   }));
 }
 

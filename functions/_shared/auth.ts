@@ -5,6 +5,7 @@
  */
 import type { MiddlewareHandler } from "hono";
 import { errors as joseErrors, jwtVerify, SignJWT } from "jose";
+import { sha256 } from "./bytes.ts";
 import type { Config } from "./config.ts";
 import { asUser, type Claims, type Sql } from "./db.ts";
 import { ApiError } from "./errors.ts";
@@ -71,9 +72,7 @@ export async function verifyAccessToken(config: Config, token: string): Promise<
 
 /** Compares two secrets in constant time (their SHA-256 digests, so the length leaks nothing either). */
 export async function sameSecret(given: string, expected: string): Promise<boolean> {
-  const digest = async (value: string) =>
-    new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(value)));
-  const [a, b] = await Promise.all([digest(given), digest(expected)]);
+  const [a, b] = await Promise.all([sha256(given), sha256(expected)]);
   let difference = 0;
   for (let i = 0; i < a.length; i++) difference |= a[i] ^ b[i];
   return difference === 0;
@@ -90,8 +89,8 @@ export function randomToken(prefix: string): string {
 }
 
 /** SHA-256 of a token, the only form in which tokens are stored. */
-export async function hashToken(token: string): Promise<Uint8Array> {
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(token)));
+export function hashToken(token: string): Promise<Uint8Array> {
+  return sha256(token);
 }
 
 function bearerToken(header: string | undefined): string {

@@ -32,6 +32,7 @@ import {
   unsupportedMediaType,
   validationHook,
 } from "../_shared/http.ts";
+import { sha256, toHex } from "../_shared/bytes.ts";
 import { normalizeLead } from "../_shared/leads.ts";
 import { documentIngest, ingestLeadSchema, KNOWN_FIELDS, MAX_IDEMPOTENCY_KEY } from "./ingest.routes.ts";
 import { IngestQueue, type IngestRequest } from "./ingest.queue.ts";
@@ -277,8 +278,7 @@ const keyHashes = new Map<string, string>();
 async function keyHash(key: string): Promise<string> {
   let hash = keyHashes.get(key);
   if (hash === undefined) {
-    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key)));
-    hash = Array.from(digest, (byte) => byte.toString(16).padStart(2, "0")).join("");
+    hash = toHex(await sha256(key));
     if (keyHashes.size >= 10_000) keyHashes.clear();
     keyHashes.set(key, hash);
   }

@@ -15,6 +15,7 @@
  * - A token Meta refuses (190) marks the integration broken, pauses only this client's greetings and
  *   tells the owners; 131026 (not on WhatsApp) flags the lead and finishes; rate limits retry later.
  */
+import { formatUuid, sha256 } from "../_shared/bytes.ts";
 import { loadIntegration } from "../_shared/integrations/credentials.ts";
 import { createGraphClient, GraphApiError, type GraphClient } from "../_shared/integrations/graph.ts";
 import type { Sql } from "../_shared/db.ts";
@@ -56,12 +57,10 @@ interface MessageRow {
 
 /** A stable UUID from a string (SHA-256, shaped as version 8), so a retried job addresses the same row. */
 export async function stableUuid(name: string): Promise<string> {
-  const bytes = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(name)))
-    .slice(0, 16);
+  const bytes = (await sha256(name)).slice(0, 16);
   bytes[6] = (bytes[6] & 0x0f) | 0x80;
   bytes[8] = (bytes[8] & 0x3f) | 0x80;
-  const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  return formatUuid(bytes);
 }
 
 /** The Graph error as stored in lead_messages.error and job results. */

@@ -5,6 +5,7 @@
  * it into a copy of public.leads: its indexes, constraints and foreign keys without its triggers, the least
  * any implementation keeping this schema pays per lead on the same machine.
  */
+import { sha256 } from "../../functions/_shared/bytes.ts";
 import type { Sql } from "../../functions/_shared/db.ts";
 import { type LoadResult, runPgbench, runWrk } from "./_load.ts";
 import { cpuMeter, databaseCpuMeter, processCpuSeconds } from "./_cpu.ts";
@@ -96,10 +97,6 @@ export interface IngestReport {
 interface ProbeResult {
   status: number;
   body: string;
-}
-
-async function sha256(text: string): Promise<Uint8Array> {
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
 }
 
 function randomText(length: number, alphabet: string): string {

@@ -4,6 +4,7 @@
  * (HTTP POST) to the webhook's arrival at the sink at a steady 200 leads/s after a warm-up, and for single
  * leads that find the worker idle, woken by the platform or left to its polling, all in the same run.
  */
+import { sha256 } from "../../functions/_shared/bytes.ts";
 import { createDb, type Sql } from "../../functions/_shared/db.ts";
 import { createSecretBox } from "../../functions/_shared/integrations/secret_box.ts";
 import { generateSigningSecret, webhookSecretContext } from "../../functions/_shared/outbound_webhooks.ts";
@@ -49,10 +50,6 @@ const IDLE_MS = 3000;
 const IDLE_PROBES = 3;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function sha256(text: string): Promise<Uint8Array> {
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
-}
 
 /** The raw rate: 4 connections claiming 100 rows at a time with SKIP LOCKED and marking them done. */
 async function rawClaimComplete(url: string, rows: number) {

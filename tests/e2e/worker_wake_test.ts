@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { jwtVerify } from "jose";
+import { sha256 } from "../../functions/_shared/bytes.ts";
 import { type Config, loadConfig } from "../../functions/_shared/config.ts";
 import { createDb, type Sql } from "../../functions/_shared/db.ts";
 import { serveWithWake, wakeAfterWrites, workerWake } from "../../functions/_shared/worker_wake.ts";
@@ -78,7 +79,7 @@ async function clientWithHookAndKey(sql: Sql, hookUrl: string, config: Config) {
   await addWebhookEndpoint(sql, clientId, hookUrl, config.secrets.encryption_key);
   const prefix = "wake" + crypto.randomUUID().replace(/[^a-z]/g, "").slice(0, 4).padEnd(4, "a");
   const key = `lap_live_${prefix}_${crypto.randomUUID().replaceAll("-", "")}`;
-  const hash = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key)));
+  const hash = await sha256(key);
   await sql`
     insert into app.api_keys (client_id, name, environment, prefix, key_hash, scopes, rate_limit_per_minute)
     values (${clientId}, 'Wake test', 'live', ${prefix}, ${hash}, '{ingest:single}', 1000)`;

@@ -7,6 +7,8 @@
  * signature must be checked over the raw request body, before any parsing.
  */
 
+import { fromHex, toHex } from "../bytes.ts";
+
 const PREFIX = "sha256=";
 // SHA-256 digests are 32 bytes, 64 hex characters.
 const DIGEST_HEX_LENGTH = 64;
@@ -18,17 +20,6 @@ function hmacKey(appSecret: string, usage: "sign" | "verify"): Promise<CryptoKey
   return crypto.subtle.importKey("raw", encoder.encode(appSecret), { name: "HMAC", hash: "SHA-256" }, false, [
     usage,
   ]);
-}
-
-function hexToBytes(hex: string): Uint8Array<ArrayBuffer> | null {
-  if (hex.length !== DIGEST_HEX_LENGTH || !/^[0-9a-fA-F]+$/.test(hex)) return null;
-  const bytes = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < bytes.length; i++) bytes[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16);
-  return bytes;
-}
-
-function bytesToHex(bytes: Uint8Array): string {
-  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
 /**
@@ -44,7 +35,8 @@ export async function verifyMetaSignature(
 ): Promise<boolean> {
   const key = await hmacKey(appSecret, "verify");
   if (header === null || !header.startsWith(PREFIX)) return false;
-  const signature = hexToBytes(header.slice(PREFIX.length).trim());
+  const hex = header.slice(PREFIX.length).trim();
+  const signature = hex.length === DIGEST_HEX_LENGTH ? fromHex(hex) : null;
   if (signature === null) return false;
   return crypto.subtle.verify("HMAC", key, signature, new Uint8Array(rawBody));
 }
@@ -53,7 +45,7 @@ export async function verifyMetaSignature(
 export async function signMetaBody(rawBody: Uint8Array, appSecret: string): Promise<string> {
   const key = await hmacKey(appSecret, "sign");
   const mac = await crypto.subtle.sign("HMAC", key, new Uint8Array(rawBody));
-  return PREFIX + bytesToHex(new Uint8Array(mac));
+  return PREFIX + toHex(new Uint8Array(mac));
 }
 
 /**
