@@ -97,6 +97,8 @@ export async function migrate(
 }
 
 if (import.meta.main) {
+  const { loadLocalEnv } = await import("./local_env.ts");
+  loadLocalEnv();
   const { loadConfig } = await import("../functions/_shared/config.ts");
   const config = loadConfig();
   let url = config.database.url;

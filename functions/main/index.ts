@@ -5,6 +5,7 @@
  */
 import { SignJWT } from "jose";
 import { startEmbeddedPostgres } from "../../scripts/embedded_postgres.ts";
+import { loadLocalEnv } from "../../scripts/local_env.ts";
 import { migrate } from "../../scripts/migrate.ts";
 import { loadConfig } from "../_shared/config.ts";
 import { connectDatabase } from "../_shared/db.ts";
@@ -31,6 +32,7 @@ function ensurePortFree(port: number) {
 }
 
 if (import.meta.main) {
+  loadLocalEnv();
   const config = loadConfig();
   ensurePortFree(config.server.port);
   let url = config.database.url;
