@@ -3,7 +3,7 @@
  * key) and servers. POST /ingest/leads takes one lead or {"leads": [...]}; each item is validated and
  * normalised here; then one database call admits it (key, scope, origin, client status and the key's rate
  * limit) and stores every valid item idempotently (app.ingest_requests, sql/0045_one_call_ingest.sql; as
- * now defined, sql/0047).
+ * now defined, sql/0049, which leaves each reply to ingest.replies.ts).
  * Requests that arrive while the database is busy share that call (ingest.queue.ts), each with its own reply.
  *
  * Built on OpenAPIHono directly rather than createRouter(): that router answers every preflight with the
@@ -36,6 +36,12 @@ import { sha256, toHex } from "../_shared/bytes.ts";
 import { normalizeLead } from "../_shared/leads.ts";
 import { documentIngest, ingestLeadSchema, KNOWN_FIELDS, MAX_IDEMPOTENCY_KEY } from "./ingest.routes.ts";
 import { IngestQueue, type IngestRequest } from "./ingest.queue.ts";
+import {
+  assembleReplies,
+  type IngestCallResult,
+  type IngestReply,
+  type ItemResult,
+} from "./ingest.replies.ts";
 
 interface IngestEnv {
   Variables: {
@@ -46,28 +52,6 @@ interface IngestEnv {
     keyId?: string;
   };
 }
-
-type Outcome = "created" | "duplicate" | "existing" | "invalid";
-
-interface ItemResult {
-  index: number;
-  outcome: Outcome;
-  lead_id: string | null;
-  duplicate_of: string | null;
-  errors?: FieldError[];
-}
-
-/** What app.ingest_requests answers for one request (sql/0045_one_call_ingest.sql, sql/0047). */
-type IngestReply =
-  | { error: string; scope?: string; client_id?: string; limit?: number; retry_after?: number }
-  | {
-    error?: undefined;
-    client_id: string;
-    key_id: string;
-    /** "reused": an "existing" item whose lead was stored from another body. */
-    results: (ItemResult & { reused?: boolean })[];
-    rate_limit: { limit: number; remaining: number; reset: number };
-  };
 
 const KEY_PATTERN = /^lap_(?:live|test)_[a-z2-7]{8}_[A-Za-z0-9_-]{32,128}$/;
 const PRINTABLE = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/;
@@ -295,9 +279,9 @@ export function createIngestApp(deps: Deps, queueOptions = DEFAULT_QUEUE) {
     const items = JSON.stringify(requests.map((request) => request.items));
     for (let attempt = 1;; attempt++) {
       try {
-        const [{ replies }] = await sql<{ replies: IngestReply[] }[]>`
-          select app.ingest_requests(${sql.json(keys)}, ${items}) as replies`;
-        return replies;
+        const [{ call }] = await sql<{ call: IngestCallResult }[]>`
+          select app.ingest_requests(${sql.json(keys)}, ${items}) as call`;
+        return assembleReplies(call);
       } catch (error) {
         const code = String((error as { code?: string }).code);
         if (attempt < 3 && RETRYABLE_SQLSTATES.has(code)) {

@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import type { Sql } from "../../functions/_shared/db.ts";
+import { assembleReplies, type IngestCallResult } from "../../functions/ingest/ingest.replies.ts";
 import { createClient, db, insertIngestKey, test, testDatabaseUrl, uniq } from "../_helpers.ts";
 
 /** A key of a new client with the given per-minute limit. */
@@ -29,10 +30,10 @@ function ingest(sql: Sql | postgres.TransactionSql, keyHash: string, count: numb
     () => ({ key_hash: keyHash, origin: null, scope: "ingest:single" }),
   );
   const items = Array.from({ length: count }, () => [{ index: 0, email: `${uniq("lead")}@example.com` }]);
-  return sql<{ replies: Reply[] }[]>`select app.ingest_requests(${sql.json(keys)}, ${
+  return sql<{ call: IngestCallResult }[]>`select app.ingest_requests(${sql.json(keys)}, ${
     JSON.stringify(items)
-  }) as replies`
-    .then(([{ replies }]) => replies);
+  }) as call`
+    .then(([{ call }]) => assembleReplies(call) as Reply[]);
 }
 
 /** A window far enough from its end that both calls count in it. */
@@ -123,15 +124,15 @@ test("IA-03: requests over the limit are counted; refused keys are not, and thei
   assert.deepEqual(replies.map((reply) => reply.error), [undefined, "rate_limited", "rate_limited"]);
   assert.equal(await hits(key.id), 3);
   // Items that are not even JSON: only a call with an admitted request parses them.
-  const [{ refused }] = await db()<{ refused: Reply[] }[]>`
+  const [{ refused }] = await db()<{ refused: IngestCallResult }[]>`
     select app.ingest_requests(${db().json([{ key_hash: key.hash, origin: null, scope: "ingest:single" }])},
       'not json') as refused`;
-  assert.equal(refused[0].error, "rate_limited");
+  assert.equal(assembleReplies(refused)[0].error, "rate_limited");
   const unknown = "00".repeat(32);
-  const [{ invalid }] = await db()<{ invalid: Reply[] }[]>`
+  const [{ invalid }] = await db()<{ invalid: IngestCallResult }[]>`
     select app.ingest_requests(${db().json([{ key_hash: unknown, origin: null, scope: "ingest:single" }])},
       'not json') as invalid`;
-  assert.equal(invalid[0].error, "key_invalid");
+  assert.equal(assembleReplies(invalid)[0].error, "key_invalid");
   assert.equal(await hits(key.id), 4);
 });
 

@@ -9,6 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { createDb, type Sql } from "../../functions/_shared/db.ts";
+import { assembleReplies, type IngestCallResult } from "../../functions/ingest/ingest.replies.ts";
 import {
   actAs,
   addMember,
@@ -43,11 +44,11 @@ async function ingestGroup(
     scope: items.length > 1 ? "ingest:batch" : "ingest:single",
   }));
   const items = requests.map((request) => request.map((item, index) => ({ ...item, index })));
-  const [{ replies }] = await sql<{ replies: { results: IngestResult[]; error?: string }[] }[]>`
-    select app.ingest_requests(${sql.json(keys)}, ${JSON.stringify(items)}) as replies`;
-  return replies.map((reply) => {
-    assert.equal(reply.error, undefined, JSON.stringify(reply));
-    return reply.results;
+  const [{ call }] = await sql<{ call: IngestCallResult }[]>`
+    select app.ingest_requests(${sql.json(keys)}, ${JSON.stringify(items)}) as call`;
+  return assembleReplies(call).map((reply) => {
+    if (reply.error !== undefined) assert.fail(JSON.stringify(reply));
+    return reply.results as IngestResult[];
   });
 }
 
