@@ -131,12 +131,15 @@ test("a lead reassigned out of a member's sight takes its notifications from the
   assert.equal(moved.status, 200, JSON.stringify(moved.body));
   assert.deepEqual(await titlesOf(team.users.agent), [], "the former owner no longer reads it");
   assert.deepEqual(await titlesOf(team.users.manager), [], "nor their manager, who no longer sees the lead");
-  assert.deepEqual(
-    await titlesOf(team.users.admin),
-    ["New lead in your team"],
-    "the admin still sees the lead",
-  );
-  assert.deepEqual(await titlesOf(team.users.owner), ["New lead in your team"]);
+  // The move's own event may already have been dispatched by another test file's dispatcher, adding "Lead
+  // assigned in your team" for those above the new owner; what matters here is that the first one stays.
+  for (const [name, user] of [["admin", team.users.admin], ["owner", team.users.owner]] as const) {
+    const titles = await titlesOf(user);
+    assert.ok(titles.includes("New lead in your team"), `the ${name} still sees the lead: ${titles}`);
+    assert.deepEqual(titles.filter((title: string) => title !== "Lead assigned in your team"), [
+      "New lead in your team",
+    ]);
+  }
   assertProblem(
     await call(stack, "POST", `/api/notifications/${managersOwn.id}/read`, {
       token: await sessionToken(team.users.manager, team.clientId),
