@@ -102,6 +102,23 @@ async function removeCluster(c: Cluster): Promise<void> {
   await Deno.remove(`${c.dataDir}.lock`).catch(ignoreNotFound);
 }
 
+/**
+ * Runs `postgres --single` (one backend, no server; commands end with ";" and an empty line) on the stopped
+ * cluster in dataDir, with `input` as its commands, under `wrapper` when given (such as valgrind). For
+ * measurements that must see exactly one backend's work.
+ */
+export async function runSingleUser(
+  dataDir: string,
+  database: string,
+  input: string,
+  wrapper: string[] = [],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const binDir = await prepareBinaries();
+  const owner = await unprivilegedIdentity();
+  const command = [...wrapper, join(binDir, "postgres"), "--single", "-j", "-D", resolve(dataDir), database];
+  return await run(owner, command[0], command.slice(1), input);
+}
+
 function ignoreNotFound(error: unknown) {
   if (!(error instanceof Deno.errors.NotFound)) throw error;
 }
@@ -372,19 +389,28 @@ async function run(
   as: Identity | null,
   cmd: string,
   args: string[],
+  input?: string,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const [program, argv] = as
     ? ["setpriv", [`--reuid=${as.uid}`, `--regid=${as.gid}`, "--init-groups", "--", cmd, ...args]]
     : [cmd, args];
-  const output = await new Deno.Command(program, {
+  const child = new Deno.Command(program, {
     args: argv,
     // "/" so that the unprivileged user can always resolve its working directory; LC_ALL=C for plain messages.
     cwd: "/",
     env: { LC_ALL: "C" },
-    stdin: "null",
+    stdin: input === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
-  }).output();
+  }).spawn();
+  // Read while writing, so a child that answers as it reads never blocks on a full pipe.
+  const done = child.output();
+  if (input !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(input));
+    await writer.close();
+  }
+  const output = await done;
   const decoder = new TextDecoder();
   return { code: output.code, stdout: decoder.decode(output.stdout), stderr: decoder.decode(output.stderr) };
 }
