@@ -21,7 +21,7 @@
  */
 import { sha256, toHex } from "../../functions/_shared/bytes.ts";
 import { createDb } from "../../functions/_shared/db.ts";
-import { runSingleUser, startEmbeddedPostgres } from "../embedded_postgres.ts";
+import { type EmbeddedPostgres, runSingleUser, startEmbeddedPostgres } from "../embedded_postgres.ts";
 import { migrate } from "../migrate.ts";
 import { INGEST_CLIENT, prepareIngest } from "./_ingest.ts";
 
@@ -121,8 +121,8 @@ async function perCall(template: string, c: Case): Promise<number> {
   return (more - fewer) / MEASURED_CALLS;
 }
 
-async function prepare(dir: string): Promise<{ keyHash: string; agent: string }> {
-  const server = await startEmbeddedPostgres({ dataDir: dir });
+/** Migrates a new database on the server and adds the bench client; the server is stopped afterwards. */
+async function prepare(server: EmbeddedPostgres): Promise<{ keyHash: string; agent: string }> {
   try {
     const admin = createDb(server.url, { max: 1 });
     await admin.unsafe(`create database ${DATABASE}`);
@@ -150,8 +150,9 @@ if (import.meta.main) {
     Deno.exit(1);
   }
   const dir = await Deno.makeTempDir({ prefix: "lap-instructions-cluster-" });
+  const server = await startEmbeddedPostgres({ dataDir: dir });
   try {
-    const { keyHash, agent } = await prepare(dir);
+    const { keyHash, agent } = await prepare(server);
     const dispatchEvents = 135;
     const cases: Case[] = [
       {
@@ -205,6 +206,6 @@ if (import.meta.main) {
     }
     console.log(JSON.stringify({ benchmark: "instructions", cases: results }));
   } finally {
-    await Deno.remove(dir, { recursive: true });
+    await server.remove();
   }
 }
